@@ -1,0 +1,3 @@
+from otlpd.cli import main
+
+raise SystemExit(main())

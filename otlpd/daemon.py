@@ -1,0 +1,126 @@
+"""Wiring: who talks to whom. The daemon owns one buffer and one writer per signal,
+the receiver in front of them, and the status object that reads them all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from otlpd import schema
+from otlpd.buffer import IMPLEMENTATION as BUFFER_IMPLEMENTATION
+from otlpd.buffer import BatchBuffer
+from otlpd.config import Config, ConfigError
+from otlpd.decode import DECODERS
+from otlpd.receiver import BindError, Intake, Receiver, build_server
+from otlpd.status import Counters, Status
+from otlpd.writer import SignalWriter, WriterSettings
+
+log = logging.getLogger(__name__)
+
+
+def writer_settings(config: Config) -> WriterSettings:
+    return WriterSettings(
+        write_interval=config["writer.write_interval"],
+        flush_rows=config["writer.flush_rows"],
+        max_file_bytes=config["writer.max_file_bytes"],
+        max_file_age=config["writer.max_file_age"],
+        compression=config["writer.compression"],
+        fsync=config["writer.fsync"],
+        retention_max_age=config["retention.max_age"],
+        retention_max_total_bytes=config["retention.max_total_bytes"],
+        retention_check_interval=config["retention.check_interval"],
+    )
+
+
+def check_output_dir(path: Path) -> None:
+    """Create the output directory and prove a file can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".otlpd-write-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"output_dir: cannot write to {path}: {error.strerror or error}") from None
+
+
+class Daemon:
+    """The running otlpd: start() binds and starts everything, stop() drains and closes."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.output_dir = Path(config["output_dir"]).resolve()
+        if config["receiver.max_request_bytes"] > config["buffer.max_bytes"]:
+            raise ConfigError("receiver.max_request_bytes: must not exceed buffer.max_bytes "
+                              f"({config['receiver.max_request_bytes']} > {config['buffer.max_bytes']})")
+        self.status = Status()
+        self.buffers = {}
+        self.writers = {}
+        self.receiver_counters = {}
+        intakes = {}
+        settings = writer_settings(config)
+        for signal in schema.SIGNALS:
+            buffer = BatchBuffer(config["buffer.max_bytes"], config["buffer.max_items"])
+            writer = SignalWriter(signal, schema.schema_for(signal), buffer,
+                                  self.output_dir / signal, settings)
+            counters = Counters()
+            self.buffers[signal] = buffer
+            self.writers[signal] = writer
+            self.receiver_counters[signal] = counters
+            intakes[signal] = Intake(DECODERS[signal], buffer, writer.on_pending, counters)
+        self.receiver = Receiver(intakes, config["receiver.retry_delay"])
+        self.server = None
+        self.port = None
+        self.status.register("signals", self._signal_status)
+        self.status.register("daemon", lambda: {
+            "grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
+            "buffer_implementation": BUFFER_IMPLEMENTATION, "pid": os.getpid(),
+        })
+
+    @property
+    def endpoint(self) -> str | None:
+        if self.port is None:
+            return None
+        host = self.config["grpc_endpoint"].rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    def start(self) -> None:
+        """Recover files left in progress, start the writers, then open the port."""
+        check_output_dir(self.output_dir)
+        for writer in self.writers.values():
+            writer.prepare()
+        try:
+            self.server, self.port = build_server(
+                self.receiver, self.config["grpc_endpoint"], self.config["receiver.threads"],
+                self.config["receiver.max_request_bytes"])
+        except BindError as error:
+            raise ConfigError(f"grpc_endpoint: {error}") from None
+        for writer in self.writers.values():
+            writer.start()
+        self.server.start()
+
+    def stop(self) -> None:
+        """Stop accepting, finish requests in flight, write everything, complete the files."""
+        if self.server is not None:
+            self.server.stop(self.config["receiver.grace_period"]).wait()
+        for writer in self.writers.values():
+            writer.stop()
+
+    def rotate(self, signal: str | None = None) -> dict[str, str | None]:
+        """Complete the current file of one signal (or all); returns the completed paths."""
+        signals = [signal] if signal else list(self.writers)
+        return {name: _path_str(self.writers[name].rotate()) for name in signals}
+
+    def _signal_status(self) -> dict:
+        result = {}
+        for signal in schema.SIGNALS:
+            result[signal] = {
+                "receiver": self.receiver_counters[signal].snapshot(),
+                "buffer": self.buffers[signal].stats(),
+                "writer": self.writers[signal].status(),
+            }
+        return result
+
+
+def _path_str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,148 @@
+"""The OTLP/gRPC receiver: Export request bytes -> decoder -> buffer.
+
+Handlers are registered without a request deserializer, so grpcio hands them
+the request as raw ``bytes``; decoding happens in one seam per signal
+(:data:`otlpd.decode.DECODERS`) that a native decoder can replace.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from otlpd.buffer import BatchTooLarge, BufferFull
+from otlpd.schema import DecodeError
+from otlpd.status import Counters
+
+log = logging.getLogger(__name__)
+
+SERVICES = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+}
+
+# An empty Export*ServiceResponse: full success, no partial_success field.
+EMPTY_RESPONSE = b""
+
+
+class BindError(OSError):
+    """The endpoint could not be bound (in use, bad address, no permission)."""
+
+
+@dataclass
+class Intake:
+    """Where one signal's requests go: how to decode them and which buffer takes them.
+
+    ``on_pending`` is called with the buffer's pending row count after each
+    accepted push, so the writer can be woken early.
+    """
+
+    decode: Callable[[bytes], object]
+    buffer: object
+    on_pending: Callable[[int], None]
+    counters: Counters
+
+
+def _retry_status(delay_seconds: float, message: str) -> grpc.Status:
+    """UNAVAILABLE with a google.rpc.RetryInfo detail: OTLP's backpressure signal."""
+    seconds = int(delay_seconds)
+    delay = duration_pb2.Duration(seconds=seconds, nanos=int((delay_seconds - seconds) * 1e9))
+    detail = status_pb2.Status().details.add()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+class Receiver:
+    """Export handlers for the three signals; holds no state besides its intakes."""
+
+    def __init__(self, intakes: dict[str, Intake], retry_delay: float):
+        self._intakes = intakes
+        self._retry_delay = retry_delay
+
+    def export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> bytes:
+        intake = self._intakes[signal]
+        intake.counters.add(requests=1, request_bytes=len(request))
+        try:
+            batch = intake.decode(request)
+        except DecodeError as error:
+            intake.counters.add(rejected_invalid_requests=1)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        rows = batch.num_rows
+        if rows == 0:
+            return EMPTY_RESPONSE
+        try:
+            pending = intake.buffer.push(batch, batch.nbytes, rows)
+        except BatchTooLarge as error:
+            # Never fits: RESOURCE_EXHAUSTED without RetryInfo is not retried (OTLP spec).
+            intake.counters.add(rejected_too_large_requests=1, rejected_too_large_items=rows)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{signal}: {error}")
+        except BufferFull:
+            intake.counters.add(rejected_buffer_full_requests=1, rejected_buffer_full_items=rows)
+            context.abort_with_status(_retry_status(
+                self._retry_delay, f"otlpd {signal} buffer is full, retry later"))
+        intake.on_pending(pending)
+        return EMPTY_RESPONSE
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        result = []
+        for signal, service in SERVICES.items():
+            if signal not in self._intakes:
+                continue
+            method = grpc.unary_unary_rpc_method_handler(
+                lambda request, context, signal=signal: self.export(signal, request, context),
+                request_deserializer=None, response_serializer=None)
+            result.append(grpc.method_handlers_generic_handler(service, {"Export": method}))
+        return result
+
+
+def build_server(receiver: Receiver, endpoint: str, threads: int,
+                 max_request_bytes: int, reuse_port: bool = False) -> tuple[grpc.Server, int]:
+    """A started-ready threaded gRPC server bound to ``endpoint``; returns it and the bound port."""
+    options = [
+        ("grpc.max_receive_message_length", max_request_bytes),
+        # grpc sets SO_REUSEPORT by default, which would let a second daemon
+        # silently share (and split) the port; refuse a port in use instead.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+    ]
+    if not reuse_port:
+        _check_bindable(endpoint)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads,
+                                                    thread_name_prefix="otlpd-grpc"),
+                         handlers=receiver.handlers(), options=options)
+    try:
+        port = server.add_insecure_port(endpoint)
+    except RuntimeError as error:
+        raise BindError(f"cannot listen on {endpoint}: {error}") from None
+    if port == 0:
+        raise BindError(f"cannot listen on {endpoint}: address in use or not available")
+    return server, port
+
+
+def _check_bindable(endpoint: str) -> None:
+    """Bind the address once with a plain socket, so a port in use is one clear error.
+
+    grpc would fail too, but only after logging its own multi-line report.
+    """
+    host, _, port = endpoint.rpartition(":")
+    host = host.strip("[]")
+    try:
+        addresses = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise BindError(f"cannot listen on {endpoint}: {error.strerror}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # like grpc: connections of an earlier run in TIME_WAIT do not block
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise BindError(f"cannot listen on {endpoint}: {error.strerror}") from None

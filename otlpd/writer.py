@@ -1,0 +1,297 @@
+"""One writer thread per signal: buffer -> current Arrow IPC file -> rotation -> retention.
+
+Every file operation of a signal happens on its writer thread, so rotation,
+retention and writes never race each other; other threads only *ask* for a
+rotation (:meth:`SignalWriter.rotate`) and wait for the answer.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+
+from otlpd import files
+from otlpd.status import Counters
+
+log = logging.getLogger(__name__)
+
+# Batches smaller than this (rows, on average) are concatenated before they are
+# written: many one-span requests would otherwise become many tiny IPC
+# messages, which bloat the file and slow every reader down.
+COALESCE_BELOW_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    write_interval: float = 1.0
+    flush_rows: int = 65536
+    max_file_bytes: int = 256 * 1024 * 1024
+    max_file_age: float = 600.0
+    compression: str = "zstd"
+    fsync: bool = True
+    retention_max_age: float = 0.0
+    retention_max_total_bytes: int = 0
+    retention_check_interval: float = 60.0
+    instance: str = ""
+
+    def ipc_options(self) -> pa.ipc.IpcWriteOptions:
+        return pa.ipc.IpcWriteOptions(
+            compression=None if self.compression == "none" else self.compression)
+
+
+class _OpenFile:
+    """The file in progress: an IPC file writer on ``<name>.arrow.part``."""
+
+    def __init__(self, path: Path, schema: pa.Schema, options: pa.ipc.IpcWriteOptions, opened_at: float):
+        self.part_path = path.with_name(path.name + ".part")
+        self.final_path = path
+        self.opened_at = opened_at
+        self.rows = 0
+        self._sink = pa.OSFile(str(self.part_path), "wb")
+        try:
+            self._writer = pa.ipc.new_file(self._sink, schema, options=options)
+        except BaseException:
+            self._sink.close()
+            raise
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        # OSFile is unbuffered: when this returns, the batch is in the kernel
+        # and survives a crash of this process.
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    @property
+    def size(self) -> int:
+        return self._sink.tell()
+
+    def complete(self, fsync: bool) -> int:
+        """Write the footer and rename to the ``.arrow`` name; returns the file size."""
+        self._writer.close()
+        size = self._sink.tell()
+        self._sink.close()
+        if fsync:
+            files.fsync_path(self.part_path)
+        os.replace(self.part_path, self.final_path)
+        if fsync:
+            files.fsync_path(self.final_path.parent)
+        return size
+
+    def abandon(self) -> None:
+        """Close without a footer after a write error; the .part is recovered later."""
+        for closer in (self._writer.close, self._sink.close):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - best effort on a file that already failed
+                pass
+
+
+def _coalesce(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    if len(batches) < 2:
+        return batches
+    rows = sum(batch.num_rows for batch in batches)
+    if rows / len(batches) >= COALESCE_BELOW_ROWS:
+        return batches
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()
+
+
+class SignalWriter:
+    """Drains one signal's buffer into rotated files on a thread of its own."""
+
+    def __init__(self, signal: str, schema: pa.Schema, buffer, directory: Path,
+                 settings: WriterSettings, counters: Counters | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.signal = signal
+        self.schema = schema
+        self.buffer = buffer
+        self.directory = Path(directory)
+        self.settings = settings
+        self.counters = counters or Counters()
+        self._clock = clock
+        self._options = settings.ipc_options()
+        self._file: _OpenFile | None = None
+        self._seq = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._requests_lock = threading.Lock()
+        self._rotate_requests: list[tuple[threading.Event, list]] = []
+        self._unwritten: list[pa.RecordBatch] = []
+        self._last_retention = 0.0
+        self._last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"otlpd-writer-{signal}", daemon=True)
+        self._state = {"current_file": None, "current_file_bytes": 0, "current_file_rows": 0}
+
+    # -- called from other threads -------------------------------------------------
+
+    def prepare(self) -> list[Path]:
+        """Create the directory and complete files left in progress by a crash; call before start."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # before recovery removes empty parts: a sequence number is never reused
+        self._seq = files.next_sequence(self.directory)
+        recovered = []
+        for part in sorted(self.directory.glob("*" + files.PART_SUFFIX)):
+            path, rows = files.recover(part, self._options, self.settings.fsync)
+            if path is not None:
+                log.info("recovered %s: %d rows from a file left in progress", path.name, rows)
+                recovered.append(path)
+                self.counters.add(files_recovered=1, rows_recovered=rows)
+        for scratch in self.directory.glob("*.recovering"):
+            scratch.unlink()
+        return recovered
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def on_pending(self, pending_rows: int) -> None:
+        """Receiver hook after each accepted push: write early once enough rows wait."""
+        if pending_rows >= self.settings.flush_rows:
+            self._wake.set()
+
+    def rotate(self, timeout: float = 30.0) -> Path | None:
+        """Write everything accepted so far, complete the current file; returns its path.
+
+        Returns None when there was nothing to complete.
+        """
+        done = threading.Event()
+        result: list = []
+        with self._requests_lock:
+            if self._stopping or not self._thread.is_alive():
+                raise RuntimeError(f"{self.signal} writer is not running")
+            self._rotate_requests.append((done, result))
+        self._wake.set()
+        if not done.wait(timeout):
+            raise TimeoutError(f"{self.signal} writer did not rotate within {timeout} s")
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Write everything accepted, complete the current file and end the thread."""
+        with self._requests_lock:
+            self._stopping = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def status(self) -> dict:
+        return {**self.counters.snapshot(), **self._state, "last_error": self._last_error}
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_write = self._clock() + self.settings.write_interval
+        while True:
+            self._wake.wait(max(0.0, next_write - self._clock()))
+            self._wake.clear()
+            with self._requests_lock:
+                stopping = self._stopping
+                requests, self._rotate_requests = self._rotate_requests, []
+            self._step(requests)
+            next_write = self._clock() + self.settings.write_interval
+            if stopping:
+                self._finish()
+                return
+
+    def _step(self, rotate_requests: list) -> None:
+        self._write_pending()
+        for done, result in rotate_requests:
+            try:
+                result.append(self._complete_file())
+            except Exception as error:  # noqa: BLE001 - handed to the caller of rotate()
+                result.append(error)
+            done.set()
+        current = self._file
+        if current is not None and (current.size >= self.settings.max_file_bytes
+                                    or self._clock() - current.opened_at >= self.settings.max_file_age):
+            self._complete_file()
+        if self._clock() - self._last_retention >= self.settings.retention_check_interval:
+            self._retention()
+
+    def _finish(self) -> None:
+        self._write_pending()
+        self._complete_file()
+        with self._requests_lock:
+            late, self._rotate_requests = self._rotate_requests, []
+        for done, result in late:
+            result.append(None)
+            done.set()
+
+    def _write_pending(self) -> None:
+        batches = self._unwritten + self.buffer.drain()
+        self._unwritten = []
+        if not batches:
+            return
+        batches = _coalesce(batches)
+        written = 0
+        try:
+            if self._file is None:
+                self._open_file()
+            for batch in batches:
+                self._file.write(batch)
+                written += 1
+        except OSError as error:
+            # Keep what was not written and retry on the next tick: accepted rows
+            # are never dropped; the buffer fills up and pushes back meanwhile.
+            # The batch torn by the error is not in the file: recovery drops it.
+            self._last_error = f"write failed: {error}"
+            log.error("%s: %s; will retry", self.signal, self._last_error)
+            self.counters.add(write_errors=1)
+            self._unwritten = batches[written:]
+            self._drop_broken_file()
+            return
+        finally:
+            rows = sum(batch.num_rows for batch in batches[:written])
+            self.counters.add(written_rows=rows, written_batches=written)
+        self._last_error = None
+        self._update_state()
+
+    def _open_file(self) -> None:
+        now = self._clock()
+        name = files.file_name(self.signal, now, self._seq, self.settings.instance)
+        self._file = _OpenFile(self.directory / name, self.schema, self._options, now)
+        self._seq += 1
+
+    def _drop_broken_file(self) -> None:
+        broken, self._file = self._file, None
+        if broken is None:
+            return
+        broken.abandon()
+        try:
+            files.recover(broken.part_path, self._options, self.settings.fsync)
+        except OSError as error:
+            log.error("%s: %s stays in progress until the next start: %s",
+                      self.signal, broken.part_path.name, error)
+
+    def _complete_file(self) -> Path | None:
+        current, self._file = self._file, None
+        if current is None:
+            return None
+        size = current.complete(self.settings.fsync)
+        self.counters.add(files_rotated=1, written_bytes=size)
+        log.info("completed %s (%d rows, %d bytes)", current.final_path.name, current.rows, size)
+        self._update_state()
+        self._retention()
+        return current.final_path
+
+    def _retention(self) -> None:
+        self._last_retention = self._clock()
+        if not (self.settings.retention_max_age or self.settings.retention_max_total_bytes):
+            return
+        deleted, deleted_bytes = files.apply_retention(
+            self.directory, self.settings.retention_max_age,
+            self.settings.retention_max_total_bytes, now=time.time())
+        if deleted:
+            self.counters.add(files_deleted=deleted, bytes_deleted=deleted_bytes)
+
+    def _update_state(self) -> None:
+        current = self._file
+        self._state = {
+            "current_file": current.part_path.name if current else None,
+            "current_file_bytes": current.size if current else 0,
+            "current_file_rows": current.rows if current else 0,
+        }

@@ -1,0 +1,30 @@
+"""Shared pytest fixtures."""
+import os
+
+import pytest
+
+
+@pytest.fixture(params=["python", "cython"], ids=["python", "cython"])
+def buffer_cls(request):
+    """Each BatchBuffer implementation in turn: the pure-Python twin, then Cython.
+
+    The Cython one must be built (``python setup.py build_ext --inplace``): a
+    missing extension FAILS the test, so CI cannot silently test only the
+    twin. With ``OTLPD_PURE_PYTHON=1`` the Cython parameter is skipped instead.
+    """
+    if request.param == "python":
+        from otlpd.buffer_py import BatchBuffer
+
+        return BatchBuffer
+    if os.environ.get("OTLPD_PURE_PYTHON") == "1":
+        pytest.skip("OTLPD_PURE_PYTHON=1: Cython BatchBuffer disabled")
+    try:
+        from otlpd._buffer import BatchBuffer
+    except ImportError as error:
+        pytest.fail(
+            f"Cython extension otlpd._buffer is not importable ({error}); build it with "
+            "`python setup.py build_ext --inplace`, or set OTLPD_PURE_PYTHON=1 to test "
+            "only the pure-Python implementation",
+            pytrace=False,
+        )
+    return BatchBuffer

@@ -1,0 +1,148 @@
+"""The receiver against real grpc clients on loopback: statuses for good and bad input."""
+import gzip
+import time
+
+import grpc
+import pyarrow.dataset as ds
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from otlp_client import REQUEST_BUILDERS, export, trace_request
+from otlpd.config import resolve
+from otlpd.daemon import Daemon
+
+
+def start_daemon(tmp_path, **settings):
+    flags = {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path / "data"),
+             "writer.fsync": "false", **settings}
+    daemon = Daemon(resolve({}, {}, flags))
+    daemon.start()
+    return daemon
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    daemon = start_daemon(tmp_path, **{"receiver.max_request_bytes": "1MiB", "buffer.max_bytes": "16MiB"})
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def channel(daemon):
+    with grpc.insecure_channel(daemon.endpoint) as channel:
+        yield channel
+
+
+def rows(daemon, signal):
+    daemon.rotate(signal)
+    directory = daemon.output_dir / signal
+    if not list(directory.glob("*.arrow")):
+        return 0
+    return ds.dataset(str(directory), format="ipc").count_rows()
+
+
+def status_code(call, *args, **kwargs):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+@pytest.mark.parametrize("signal", ["traces", "metrics", "logs"])
+def test_valid_requests_are_stored(daemon, channel, signal):
+    request = REQUEST_BUILDERS[signal](25)
+    assert export(channel, signal, request.SerializeToString()) == b""
+    assert rows(daemon, signal) == 25
+    counters = daemon.status.snapshot()["signals"][signal]
+    assert counters["receiver"]["requests"] == 1
+    assert counters["buffer"]["accepted_items"] == 25
+    assert counters["writer"]["written_rows"] == 25
+
+
+def test_empty_request_is_success(daemon, channel):
+    assert export(channel, "traces", b"") == b""
+    assert rows(daemon, "traces") == 0
+
+
+def test_gzip_request(daemon, channel):
+    data = trace_request(40).SerializeToString()
+    assert export(channel, "traces", data, compression=grpc.Compression.Gzip) == b""
+    assert rows(daemon, "traces") == 40
+
+
+@pytest.mark.parametrize("data", [
+    b"\xff\xfe\xfd garbage \x00\x01",  # not protobuf at all
+    trace_request(3).SerializeToString()[:-7],  # truncated in the middle of a span
+    b"\x0a\x05\x12\x03\x0a\x01",  # a length that runs past the end of its parent
+], ids=["garbage", "truncated", "overrun"])
+def test_invalid_bytes_get_invalid_argument(daemon, channel, data):
+    error = status_code(export, channel, "traces", data)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ExportTraceServiceRequest" in error.details()
+    # ... and the daemon keeps serving
+    assert export(channel, "traces", trace_request(2).SerializeToString()) == b""
+    assert rows(daemon, "traces") == 2
+    assert daemon.status.snapshot()["signals"]["traces"]["receiver"]["rejected_invalid_requests"] == 1
+
+
+def test_wrong_wire_type_is_skipped_as_unknown_field(daemon, channel):
+    # field 1 (resource_spans) sent as a varint: protobuf parsers treat a known
+    # field number with another wire type as an unknown field and skip it.
+    assert export(channel, "traces", b"\x08\x96\x01") == b""
+    assert rows(daemon, "traces") == 0
+
+
+def test_oversized_request_is_resource_exhausted_without_retry_info(daemon, channel):
+    data = trace_request(15000).SerializeToString()
+    assert len(data) > 1024 * 1024
+    error = status_code(export, channel, "traces", data)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rpc_status.from_call(error) is None  # no details, so no RetryInfo
+    assert export(channel, "traces", trace_request(1).SerializeToString()) == b""
+
+
+def test_gzip_bomb_is_resource_exhausted(daemon, channel):
+    bomb = b"\x00" * (64 * 1024 * 1024)
+    assert len(gzip.compress(bomb)) < 128 * 1024  # small on the wire
+    error = status_code(export, channel, "traces", bomb, compression=grpc.Compression.Gzip)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert export(channel, "traces", trace_request(1).SerializeToString()) == b""
+
+
+def test_full_buffer_answers_unavailable_with_retry_info(tmp_path):
+    daemon = start_daemon(tmp_path, **{
+        "receiver.max_request_bytes": "1MiB", "buffer.max_bytes": "16MiB", "buffer.max_items": "10",
+        "writer.write_interval": "1h", "writer.flush_rows": "1000", "receiver.retry_delay": "1.5s"})
+    try:
+        with grpc.insecure_channel(daemon.endpoint) as channel:
+            export(channel, "traces", trace_request(6).SerializeToString())
+            error = status_code(export, channel, "traces", trace_request(6).SerializeToString())
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            details = rpc_status.from_call(error)
+            assert details is not None
+            retry_info = error_details_pb2.RetryInfo()
+            assert details.details[0].Unpack(retry_info)
+            assert retry_info.retry_delay.seconds == 1 and retry_info.retry_delay.nanos == 500_000_000
+            signals = daemon.status.snapshot()["signals"]
+            assert signals["traces"]["receiver"]["rejected_buffer_full_items"] == 6
+            assert signals["traces"]["buffer"]["rejected_items"] == 6
+            # after the writer drains, the same request is accepted
+            daemon.rotate("traces")
+            export(channel, "traces", trace_request(6).SerializeToString())
+    finally:
+        daemon.stop()
+    assert ds.dataset(str(tmp_path / "data" / "traces"), format="ipc").count_rows() == 12
+
+
+def test_stop_drains_what_was_accepted(tmp_path):
+    daemon = start_daemon(tmp_path, **{"writer.write_interval": "1h"})
+    with grpc.insecure_channel(daemon.endpoint) as channel:
+        for signal, build in REQUEST_BUILDERS.items():
+            export(channel, signal, build(7).SerializeToString())
+    started = time.monotonic()
+    daemon.stop()
+    assert time.monotonic() - started < 30
+    for signal in REQUEST_BUILDERS:
+        directory = tmp_path / "data" / signal
+        assert not list(directory.glob("*.part"))
+        assert ds.dataset(str(directory), format="ipc").count_rows() == 7

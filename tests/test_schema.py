@@ -1,0 +1,584 @@
+"""Tests of otlpd.schema: lossless round trips, readability by Polars and DuckDB, decode errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from hypothesis import HealthCheck, given, settings
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+    KeyValueList,
+)
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    Exemplar,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+    Summary,
+    SummaryDataPoint,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from strategies import export_requests, records_multiset
+
+from otlpd import schema
+from otlpd.schema import DECODERS, SIGNALS, DecodeError, schema_for, to_request
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "SCHEMA.md"
+UTC = dt.timezone.utc
+T0 = 1_714_564_800_000_000_000  # 2024-05-01 12:00:00 UTC in ns
+MINUTE = 60 * 10**9
+
+
+def ipc_bytes(batch: pa.RecordBatch) -> bytes:
+    """`batch` as an IPC file (zstd), the way otlpd writes it."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_file(sink, batch.schema, options=options) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def write_arrow(path: Path, batch: pa.RecordBatch) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(ipc_bytes(batch))
+
+
+def kv(key, **value) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(**value))
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def check_round_trip(signal: str, request) -> None:
+    batch = DECODERS[signal](request.SerializeToString())
+    assert batch.schema == schema_for(signal)
+    expected = records_multiset(signal, request)
+    assert batch.num_rows == sum(expected.values())
+    assert records_multiset(signal, to_request(signal, batch)) == expected
+    # The same after an IPC file round trip.
+    table = pa.ipc.open_file(pa.BufferReader(ipc_bytes(batch))).read_all()
+    assert table.schema == schema_for(signal)
+    assert records_multiset(signal, to_request(signal, table)) == expected
+
+
+ROUND_TRIP = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@ROUND_TRIP
+@given(export_requests("traces"))
+def test_traces_round_trip(request_):
+    check_round_trip("traces", request_)
+
+
+@ROUND_TRIP
+@given(export_requests("metrics"))
+def test_metrics_round_trip(request_):
+    check_round_trip("metrics", request_)
+
+
+@ROUND_TRIP
+@given(export_requests("logs"))
+def test_logs_round_trip(request_):
+    check_round_trip("logs", request_)
+
+
+# --------------------------------------------------------------------------- known data
+
+
+def realistic_traces() -> ExportTraceServiceRequest:
+    """Spans of two services; the SCHEMA.md query must return exactly the `cart-*` spans."""
+
+    def span(span_id, name, start, route="/cart", **kw):
+        attrs = [kv("http.method", string_value="GET"), kv("http.status_code", int_value=200)]
+        if route is not None:
+            attrs.insert(0, kv("http.route", string_value=route))
+        return Span(
+            trace_id=bytes.fromhex("0af7651916cd43dd8448eb211c80319c"),
+            span_id=bytes.fromhex(span_id),
+            name=name,
+            kind=2,
+            start_time_unix_nano=start,
+            end_time_unix_nano=start + 1_500_000,  # 1.5 ms
+            attributes=attrs,
+            **kw,
+        )
+
+    checkout = ResourceSpans(
+        resource=Resource(
+            attributes=[kv("service.name", string_value="checkout"), kv("host.name", string_value="h1")]
+        ),
+        schema_url="https://opentelemetry.io/schemas/1.24.0",
+        scope_spans=[
+            ScopeSpans(
+                scope=InstrumentationScope(name="flask", version="3.0"),
+                spans=[
+                    span("00000000000000a1", "GET /cart", T0 + 5 * MINUTE + 123,  # matches
+                         status=Status(code=1),
+                         events=[Span.Event(time_unix_nano=T0 + 5 * MINUTE + 500, name="cache miss",
+                                            attributes=[kv("key", string_value="cart:42")])],
+                         links=[Span.Link(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, flags=1)]),
+                    span("00000000000000a2", "GET /cart", T0 - 1),  # just before the range
+                    span("00000000000000a3", "GET /cart", T0),  # range start is inclusive: matches
+                    span("00000000000000a4", "GET /cart", T0 + 60 * MINUTE),  # end is exclusive
+                    span("00000000000000a5", "GET /cart", T0 + 59 * MINUTE, route="/pay"),
+                    span("00000000000000a6", "GET /cart", T0 + 10 * MINUTE, route=None),
+                    span("00000000000000a7", "POST /pay", T0 + 10 * MINUTE),
+                    span("00000000000000a8", "GET /cart", T0 + 30 * MINUTE,  # matches
+                         status=Status(code=2, message="boom")),
+                ],
+            )
+        ],
+    )
+    frontend = ResourceSpans(
+        resource=Resource(attributes=[kv("service.name", string_value="frontend")]),
+        scope_spans=[
+            ScopeSpans(
+                scope=InstrumentationScope(name="fetch"),
+                spans=[span("00000000000000b1", "GET /cart", T0 + 5 * MINUTE)],
+            )
+        ],
+    )
+    no_service = ResourceSpans(  # absent resource and scope: service_name is null
+        scope_spans=[ScopeSpans(spans=[span("00000000000000c1", "GET /cart", 2**64 - 1)])]
+    )
+    return ExportTraceServiceRequest(resource_spans=[checkout, frontend, no_service])
+
+
+CART_SPAN_IDS = ["00000000000000a3", "00000000000000a1", "00000000000000a8"]
+
+
+def realistic_metrics() -> ExportMetricsServiceRequest:
+    """One metric of every type, including optional fields set and unset."""
+    attrs = [kv("http.route", string_value="/cart")]
+    ex = [
+        Exemplar(time_unix_nano=T0, as_double=0.25, span_id=b"\x02" * 8, trace_id=b"\x01" * 16,
+                 filtered_attributes=[kv("user", string_value="u1")]),
+        Exemplar(time_unix_nano=T0, as_int=7),
+    ]
+    times = {"start_time_unix_nano": T0 - MINUTE, "time_unix_nano": T0}
+    metrics = [
+        Metric(name="queue.depth", unit="{item}", gauge=Gauge(data_points=[
+            NumberDataPoint(attributes=attrs, as_int=-3, **times),
+            NumberDataPoint(as_double=1.5, exemplars=ex, **times),
+        ])),
+        Metric(name="requests", description="served requests", unit="1",
+               metadata=[kv("origin", string_value="sdk")],
+               sum=Sum(aggregation_temporality=2, is_monotonic=True, data_points=[
+                   NumberDataPoint(attributes=attrs, as_int=2**63 - 1, flags=1, **times)])),
+        Metric(name="latency", unit="ms", histogram=Histogram(aggregation_temporality=1, data_points=[
+            HistogramDataPoint(count=3, sum=12.5, min=0.5, max=10.0, bucket_counts=[1, 1, 1],
+                               explicit_bounds=[1.0, 5.0], exemplars=ex[:1], **times),
+            HistogramDataPoint(count=0, bucket_counts=[0], **times),  # no sum/min/max
+        ])),
+        Metric(name="size", exponential_histogram=ExponentialHistogram(
+            aggregation_temporality=2, data_points=[
+                ExponentialHistogramDataPoint(
+                    count=5, sum=9.0, scale=3, zero_count=1, zero_threshold=1e-9,
+                    positive=ExponentialHistogramDataPoint.Buckets(offset=-2, bucket_counts=[1, 2]),
+                    negative=ExponentialHistogramDataPoint.Buckets(offset=4, bucket_counts=[1]),
+                    min=-3.0, max=4.0, **times),
+                ExponentialHistogramDataPoint(count=0, scale=0, **times),  # no buckets
+            ])),
+        Metric(name="rpc.duration", summary=Summary(data_points=[
+            SummaryDataPoint(count=4, sum=8.0, quantile_values=[
+                SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=1.5),
+                SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=4.0)], **times)])),
+    ]
+    return ExportMetricsServiceRequest(resource_metrics=[ResourceMetrics(
+        resource=Resource(attributes=[kv("service.name", string_value="checkout")]),
+        scope_metrics=[ScopeMetrics(scope=InstrumentationScope(name="meter"), metrics=metrics)],
+    )])
+
+
+def realistic_logs() -> ExportLogsServiceRequest:
+    body_kvlist = KeyValueList(values=[kv("user", string_value="u1"), kv("n", int_value=3)])
+    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+        resource=Resource(attributes=[kv("service.name", string_value="checkout")]),
+        scope_logs=[ScopeLogs(scope=InstrumentationScope(name="logger"), log_records=[
+            LogRecord(time_unix_nano=T0, observed_time_unix_nano=T0 + 1, severity_number=9,
+                      severity_text="INFO", body=AnyValue(string_value="cart loaded"),
+                      attributes=[kv("cart.items", int_value=3)], trace_id=b"\x01" * 16,
+                      span_id=b"\x02" * 8, flags=1),
+            LogRecord(observed_time_unix_nano=T0 + 2, severity_number=17,
+                      body=AnyValue(kvlist_value=body_kvlist), event_name="checkout.failed"),
+            LogRecord(observed_time_unix_nano=T0 + 3),  # no body
+        ])],
+    )])
+
+
+REALISTIC = {"traces": realistic_traces, "metrics": realistic_metrics, "logs": realistic_logs}
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_realistic_round_trip(signal):
+    check_round_trip(signal, REALISTIC[signal]())
+
+
+def test_decoded_values_traces():
+    rows = decode_rows("traces", realistic_traces())
+    first = rows[0]
+    assert first["service_name"] == "checkout"
+    assert first["resource_schema_url"] == "https://opentelemetry.io/schemas/1.24.0"
+    assert (first["scope_name"], first["scope_version"]) == ("flask", "3.0")
+    assert first["span_id"] == bytes.fromhex("00000000000000a1")
+    assert first["start_time"] == T0 + 5 * MINUTE + 123
+    assert first["attributes"][0] == {
+        "key": "http.route",
+        "value": {"type": 1, "str": "/cart", "bool": None, "int": None, "double": None, "bytes": None},
+        "key_strindex": 0,
+    }
+    assert first["events"][0]["name"] == "cache miss"
+    assert first["links"][0]["flags"] == 1
+    assert (first["status_code"], first["status_message"]) == (1, "")
+    assert (rows[1]["status_code"], rows[1]["status_message"]) == (None, None)  # absent status
+    assert (rows[7]["status_code"], rows[7]["status_message"]) == (2, "boom")
+    last = rows[-1]
+    assert last["service_name"] is None
+    assert last["start_time"] == -1  # 2**64 - 1 keeps its bits
+    assert last["resource_attributes"] == [] and last["scope_name"] == ""
+
+
+def test_decoded_values_metrics():
+    rows = decode_rows("metrics", realistic_metrics())
+    by_type = {}
+    for row in rows:
+        by_type.setdefault(row["metric_type"], []).append(row)
+    assert [len(by_type[t]) for t in ("gauge", "sum", "histogram", "exponential_histogram", "summary")] == [2, 1, 2, 2, 1]
+    g_int, g_double = by_type["gauge"]
+    assert (g_int["value_int"], g_int["value_double"]) == (-3, None)
+    assert (g_double["value_int"], g_double["value_double"]) == (None, 1.5)
+    assert g_int["aggregation_temporality"] is None and g_int["is_monotonic"] is None
+    assert g_int["count"] is None and g_int["bucket_counts"] is None
+    assert [(x["value_double"], x["value_int"]) for x in g_double["exemplars"]] == [(0.25, None), (None, 7)]
+    (s,) = by_type["sum"]
+    assert (s["aggregation_temporality"], s["is_monotonic"], s["value_int"]) == (2, True, 2**63 - 1)
+    assert s["metric_metadata"][0]["key"] == "origin"
+    h, h_empty = by_type["histogram"]
+    assert (h["count"], h["sum"], h["min"], h["max"]) == (3, 12.5, 0.5, 10.0)
+    assert (h["bucket_counts"], h["explicit_bounds"]) == ([1, 1, 1], [1.0, 5.0])
+    assert (h_empty["sum"], h_empty["min"], h_empty["max"]) == (None, None, None)
+    assert h["value_double"] is None and h["quantile_values"] is None
+    e, e_empty = by_type["exponential_histogram"]
+    assert (e["positive_offset"], e["positive_bucket_counts"]) == (-2, [1, 2])
+    assert (e["negative_offset"], e["negative_bucket_counts"]) == (4, [1])
+    assert (e["scale"], e["zero_count"], e["zero_threshold"]) == (3, 1, 1e-9)
+    assert (e_empty["positive_offset"], e_empty["negative_bucket_counts"], e_empty["sum"]) == (None, None, None)
+    (q,) = by_type["summary"]
+    assert (q["count"], q["sum"], q["exemplars"]) == (4, 8.0, None)
+    assert q["quantile_values"] == [{"quantile": 0.5, "value": 1.5}, {"quantile": 0.99, "value": 4.0}]
+
+
+def test_decoded_values_logs():
+    rows = decode_rows("logs", realistic_logs())
+    assert rows[0]["body"]["type"] == 1 and rows[0]["body"]["str"] == "cart loaded"
+    assert (rows[0]["severity_number"], rows[0]["severity_text"], rows[0]["flags"]) == (9, "INFO", 1)
+    body = rows[1]["body"]
+    assert body["type"] == 6
+    assert KeyValueList.FromString(body["bytes"]).values[0].value.string_value == "u1"
+    assert rows[1]["event_name"] == "checkout.failed" and rows[1]["time"] == 0
+    assert rows[2]["body"] is None
+
+
+def decode_rows(signal, request) -> list[dict]:
+    """Decoded rows as dicts, with times as int64 nanoseconds."""
+    batch = DECODERS[signal](request.SerializeToString())
+    physical = pa.schema([f.with_type(schema._physical(f.type)) for f in batch.schema])
+    return pa.Table.from_batches([batch]).cast(physical).to_pylist()
+
+
+def test_any_value_encoding():
+    values = [
+        AnyValue(),
+        AnyValue(string_value=""),
+        AnyValue(bool_value=False),
+        AnyValue(int_value=-(2**63)),
+        AnyValue(double_value=-0.0),
+        AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1)])),
+        AnyValue(kvlist_value=KeyValueList()),
+        AnyValue(bytes_value=b"\x00\xff"),
+        AnyValue(string_value_strindex=5),
+    ]
+    attrs = [KeyValue(key="k", value=v) for v in values] + [KeyValue(key="k")]  # last: no value
+    request = ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+        scope_logs=[ScopeLogs(log_records=[LogRecord(attributes=attrs)])])])
+    (row,) = decode_rows("logs", request)
+    encoded = [(a["value"] or {}).get("type") for a in row["attributes"]]
+    assert encoded == [0, 1, 2, 3, 4, 5, 6, 7, 8, None]
+    got = [a["value"] for a in row["attributes"]]
+    assert got[1]["str"] == "" and got[2]["bool"] is False and got[3]["int"] == -(2**63)
+    assert got[5]["bytes"] == ArrayValue(values=[AnyValue(int_value=1)]).SerializeToString()
+    assert got[6]["bytes"] == b"" and got[7]["bytes"] == b"\x00\xff" and got[8]["int"] == 5
+    assert all(v is None for k, v in got[0].items() if k != "type")
+    assert to_request("logs", DECODERS["logs"](request.SerializeToString())) == request_with_empty_parents(request)
+
+
+def request_with_empty_parents(request):
+    """`request` with its absent resources/scopes set to empty ones, as to_request rebuilds them."""
+    copy = type(request).FromString(request.SerializeToString())
+    (resources,) = copy.DESCRIPTOR.fields  # resource_spans / resource_metrics / resource_logs
+    for rg in getattr(copy, resources.name):
+        rg.resource.SetInParent()
+        for sg in getattr(rg, rg.DESCRIPTOR.fields_by_number[2].name):  # scope_spans etc.
+            sg.scope.SetInParent()
+    return copy
+
+
+def test_absent_resource_and_scope_are_rebuilt_empty():
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[Span(name="x")])])])
+    rebuilt = to_request("traces", DECODERS["traces"](request.SerializeToString()))
+    assert rebuilt.resource_spans[0].HasField("resource")
+    assert rebuilt.resource_spans[0].scope_spans[0].HasField("scope")
+    assert rebuilt == request_with_empty_parents(request)
+    assert rebuilt.SerializeToString() != request.SerializeToString()
+
+
+def test_to_request_regroups_in_first_appearance_order():
+    res_a = Resource(attributes=[kv("service.name", string_value="a")])
+    res_b = Resource(attributes=[kv("service.name", string_value="b")])
+    scope = InstrumentationScope(name="s")
+
+    def rm(res, *metrics):
+        return ResourceMetrics(resource=res, scope_metrics=[ScopeMetrics(scope=scope, metrics=list(metrics))])
+
+    def gauge(name, value):
+        return Metric(name=name, gauge=Gauge(data_points=[NumberDataPoint(as_int=value)]))
+
+    request = ExportMetricsServiceRequest(resource_metrics=[
+        rm(res_a, gauge("m1", 1), gauge("m2", 2)),
+        rm(res_b, gauge("m1", 3)),
+        rm(res_a, gauge("m1", 4), Metric(name="no data")),
+    ])
+    rebuilt = to_request("metrics", DECODERS["metrics"](request.SerializeToString()))
+    expected = ExportMetricsServiceRequest(resource_metrics=[
+        rm(res_a, Metric(name="m1", gauge=Gauge(data_points=[NumberDataPoint(as_int=1), NumberDataPoint(as_int=4)])),
+           gauge("m2", 2)),
+        rm(res_b, gauge("m1", 3)),
+    ])
+    assert rebuilt == expected
+
+
+def test_to_request_ignores_service_name_and_extra_columns():
+    batch = DECODERS["traces"](realistic_traces().SerializeToString())
+    table = pa.Table.from_batches([batch])
+    index = table.schema.get_field_index("service_name")
+    table = table.set_column(index, "service_name", pa.array(["x"] * table.num_rows))
+    table = table.append_column("extra", pa.array(range(table.num_rows)))
+    expected = records_multiset("traces", realistic_traces())
+    assert records_multiset("traces", to_request("traces", table)) == expected
+
+
+# --------------------------------------------------------------------------- Polars and DuckDB
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """otlpd-like output dir with each realistic request split over two files per signal."""
+    root = tmp_path / "otlpd-data"
+    batches = {}
+    for signal in SIGNALS:
+        batch = DECODERS[signal](REALISTIC[signal]().SerializeToString())
+        half = batch.num_rows // 2
+        for seq, part in enumerate([batch.slice(0, half), batch.slice(half)], start=1):
+            write_arrow(root / signal / f"{signal}-20240501T120000Z-{seq:06d}.arrow", part)
+        batches[signal] = batch
+    return root, batches
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_polars_reads_every_column(data_dir, signal):
+    root, batches = data_dir
+    expected = pa.Table.from_batches([batches[signal]])
+    df = pl.scan_ipc(str(root / signal / "*.arrow")).collect()
+    assert df.columns == schema_for(signal).names
+    assert df.height == expected.num_rows
+    # Every column's values survive Polars (its string/list variants cast back to ours).
+    assert df.to_arrow().cast(schema_for(signal)).equals(expected)
+    assert records_multiset(signal, to_request(signal, df.to_arrow())) == records_multiset(
+        signal, REALISTIC[signal]()
+    )
+    assert df["service_name"][0] == "checkout"
+    assert df.schema["resource_attributes"] == pl.List(
+        pl.Struct({"key": pl.String, "value": pl.Struct({
+            "type": pl.UInt8, "str": pl.String, "bool": pl.Boolean, "int": pl.Int64,
+            "double": pl.Float64, "bytes": pl.Binary}), "key_strindex": pl.Int32})
+    )
+
+
+def test_polars_values(data_dir):
+    root, _ = data_dir
+    metrics = pl.scan_ipc(str(root / "metrics" / "*.arrow"))
+    got = (
+        metrics.group_by("metric_type").agg(pl.len(), pl.col("count").sum(), pl.col("sum").max())
+        .sort("metric_type").collect()
+    )
+    assert got.rows() == [
+        ("exponential_histogram", 2, 5, 9.0),
+        ("gauge", 2, None, None),
+        ("histogram", 2, 3, 12.5),
+        ("sum", 1, None, None),
+        ("summary", 1, 4, 8.0),
+    ]
+    hist = metrics.filter(pl.col("metric_type") == "exponential_histogram").collect()
+    assert hist["positive_bucket_counts"].to_list() == [[1, 2], None]
+    assert hist["time"].to_list() == [dt.datetime(2024, 5, 1, 12, tzinfo=UTC)] * 2
+    logs = pl.scan_ipc(str(root / "logs" / "*.arrow")).collect()
+    assert logs["body"].struct.field("str").to_list() == ["cart loaded", None, None]
+    assert logs["severity_number"].to_list() == [9, 17, 0]
+    # The attribute lookup shown in SCHEMA.md.
+    traces = pl.scan_ipc(str(root / "traces" / "*.arrow"))
+    method = pl.col("attributes").list.eval(
+        pl.element().filter(pl.element().struct.field("key") == "http.method")
+        .struct.field("value").struct.field("str")
+    ).list.first()
+    assert set(traces.select(method).collect().to_series().to_list()) == {"GET"}
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_duckdb_reads_every_column(data_dir, signal):
+    root, batches = data_dir
+    expected = pa.Table.from_batches([batches[signal]])
+    dataset = ds.dataset(str(root / signal), format="ipc")
+    got = duckdb.sql("SELECT * FROM dataset").to_arrow_table()
+    assert got.column_names == schema_for(signal).names
+    # Compare in file order: DuckDB may scan files in parallel.
+    got = got.cast(schema_for(signal))
+    assert sorted(map(repr, rows_ns(got))) == sorted(map(repr, rows_ns(expected)))
+
+
+def rows_ns(table: pa.Table) -> list[dict]:
+    physical = pa.schema([f.with_type(schema._physical(f.type)) for f in table.schema])
+    return table.cast(physical).to_pylist()
+
+
+def test_duckdb_values(data_dir):
+    root, _ = data_dir
+    metrics = ds.dataset(str(root / "metrics"), format="ipc")
+    got = duckdb.sql(
+        "SELECT metric_type, count(*), sum(count), max(sum) FROM metrics GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    assert got == [
+        ("exponential_histogram", 2, 5, 9.0),
+        ("gauge", 2, None, None),
+        ("histogram", 2, 3, 12.5),
+        ("sum", 1, None, None),
+        ("summary", 1, 4, 8.0),
+    ]
+    got = duckdb.sql(
+        """SELECT epoch_ns(time), value_int, value_double, exemplars[1].value_double,
+                  attributes[1].value.str, resource_attributes[1].value.str
+           FROM metrics WHERE metric_type = 'gauge' ORDER BY value_int"""
+    ).fetchall()
+    assert got == [(T0, -3, None, None, "/cart", "checkout"), (T0, None, 1.5, 0.25, None, "checkout")]
+    logs = ds.dataset(str(root / "logs"), format="ipc")
+    got = duckdb.sql(
+        "SELECT body.type, body.str, severity_text, event_name, hex(trace_id) FROM logs ORDER BY epoch_ns(observed_time)"
+    ).fetchall()
+    assert got == [(1, "cart loaded", "INFO", "", "01" * 16), (6, None, "", "checkout.failed", ""), (None, None, "", "", "")]
+    traces = ds.dataset(str(root / "traces"), format="ipc")
+    got = duckdb.sql(
+        """SELECT DISTINCT list_filter(attributes, lambda a: a.key = 'http.method')[1].value.str
+           FROM traces"""
+    ).fetchall()
+    assert got == [("GET",)]
+
+
+# --------------------------------------------------------------------------- SCHEMA.md queries
+
+
+def doc_query(name: str) -> str:
+    match = re.search(rf"<!-- query:{name} -->\s*```python\n(.*?)```", DOC.read_text(), re.S)
+    assert match, f"no {name} query in {DOC}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_documented_query(data_dir, monkeypatch, capsys, engine):
+    root, _ = data_dir
+    monkeypatch.chdir(root.parent)  # the documented queries use the relative "otlpd-data"
+    namespace = {}
+    exec(compile(doc_query(engine), f"SCHEMA.md:{engine}", "exec"), namespace)
+    result = namespace["cart_spans"]
+    table = result.to_arrow() if engine == "polars" else result
+    assert table.column_names == ["trace_id", "span_id", "start_time", "duration"]
+    assert table.column("span_id").to_pylist() == CART_SPAN_IDS
+    assert table.column("trace_id").to_pylist() == ["0af7651916cd43dd8448eb211c80319c"] * 3
+    starts = table.column("start_time").cast(pa.int64()).to_pylist()
+    assert starts == [T0, T0 + 5 * MINUTE + 123, T0 + 30 * MINUTE]
+    durations = table.column("duration").to_pylist()
+    assert all(d == dt.timedelta(microseconds=1500) for d in durations)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_empty_bytes_give_empty_batch(signal):
+    batch = DECODERS[signal](b"")
+    assert batch.num_rows == 0
+    assert batch.schema == schema_for(signal)
+    assert records_multiset(signal, to_request(signal, batch)) == {}
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"\x0a\x05abc", b"garbage that is not protobuf"])
+def test_garbage_raises_decode_error(signal, data):
+    name = {"traces": "ExportTraceServiceRequest", "metrics": "ExportMetricsServiceRequest",
+            "logs": "ExportLogsServiceRequest"}[signal]
+    with pytest.raises(DecodeError) as info:
+        DECODERS[signal](data)
+    message = str(info.value)
+    assert message.startswith(f"invalid {name}: ")
+    assert "\n" not in message and len(message) < 200
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_truncated_request_raises_decode_error(signal):
+    data = REALISTIC[signal]().SerializeToString()
+    for cut in (len(data) - 1, len(data) // 2, 3):
+        with pytest.raises(DecodeError, match="^invalid Export"):
+            DECODERS[signal](data[:cut])
+
+
+def test_invalid_utf8_raises_decode_error():
+    def field(number, payload):  # a length-delimited protobuf field
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    span = field(5, b"\xff")  # Span.name holding invalid UTF-8
+    data = field(1, field(2, field(2, span)))  # request.resource_spans.scope_spans.spans
+    with pytest.raises(DecodeError, match="^invalid ExportTraceServiceRequest"):
+        DECODERS["traces"](data)
+
+
+def test_unknown_signal():
+    with pytest.raises(ValueError, match="unknown signal"):
+        schema_for("profiles")
