@@ -18,6 +18,7 @@ tests and benchmarks).
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 def _import_cython() -> type | None:
     """``otlpd._buffer.BatchBuffer``, or None if the extension cannot be imported."""
     try:
-        from otlpd import _buffer
+        _buffer = importlib.import_module("otlpd._buffer")
     except ModuleNotFoundError as error:
         if error.name != "otlpd._buffer":
             raise

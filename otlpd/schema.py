@@ -785,7 +785,7 @@ def _physical(t: pa.DataType) -> pa.DataType:
     """`t` with every timestamp replaced by int64, so to_pylist yields exact nanosecond ints."""
     if pa.types.is_timestamp(t):
         return pa.int64()
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
+    if pa.types.is_list(t):
         return pa.list_(_physical(t.value_type))
     if pa.types.is_struct(t):
         return pa.struct([t.field(i).with_type(_physical(t.field(i).type)) for i in range(t.num_fields)])

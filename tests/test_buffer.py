@@ -273,33 +273,41 @@ def test_selection_by_environment(buffer_cls):
         "impls = b.implementations()\n"
         "assert impls['python'] is p.BatchBuffer and b.BatchBuffer is impls[b.IMPLEMENTATION]\n"
         "assert b.BufferFull is p.BufferFull and b.BatchTooLarge is p.BatchTooLarge\n"
-        "print(b.IMPLEMENTATION, b.BatchBuffer.__module__, sorted(impls))\n"
+        "try:\n"
+        "    import otlpd._buffer\n"
+        "except ImportError:\n"
+        "    built = False\n"
+        "else:\n"
+        "    built = True\n"
+        "# implementations() lists every importable one, whichever is selected.\n"
+        "assert ('cython' in impls) == built, (impls, built)\n"
+        "print(b.IMPLEMENTATION, b.BatchBuffer.__module__)\n"
     )
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    implementation, module, impls = result.stdout.split(maxsplit=2)
+    implementation, module = result.stdout.split()
     assert implementation == want
     assert module == buffer_cls.__module__
-    try:
-        from otlpd import _buffer  # noqa: F401
-    except ImportError:
-        cython_built = False
-    else:
-        cython_built = True
-    # implementations() lists every importable one, whichever is selected.
-    assert ("'cython'" in impls) == cython_built
 
 
 # -- concurrency ---------------------------------------------------------------
 
 PRODUCERS = 128
-PUSHES_PER_PRODUCER = 150
-TIME_LIMIT = 5.0  # seconds for the pushes; the test normally takes well under 1 s
+PUSHES_PER_PRODUCER = 200
+TIME_LIMIT = 5.0  # cap on the pushing phase; it normally takes 0.3-2 s
 
 
 def test_many_producers_one_consumer(buffer_cls):
+    """128 producers, one draining consumer, one stats checker, all started together.
+
+    Checks bounds in every stats snapshot and every drain, then exact
+    accounting: every accepted batch drained exactly once and in its
+    producer's order, counters equal to what the threads saw. Under the GIL
+    races are rare, so this mostly proves the accounting; on a free-threaded
+    build it also exercises the lock for real.
+    """
     max_bytes, max_items = 60_000, 3_000
     buf = buffer_cls(max_bytes, max_items)
     barrier = threading.Barrier(PRODUCERS + 2)
@@ -340,6 +348,7 @@ def test_many_producers_one_consumer(buffer_cls):
                 rejected[index].append(item)
             except BufferFull:
                 rejected[index].append(item)
+                time.sleep(0)   # "retry later", as clients are told; lets the consumer in
             else:
                 accepted[index].append(item)
                 if not item.nitems <= pending <= max_items:
@@ -428,7 +437,7 @@ def test_many_producers_one_consumer(buffer_cls):
 
 # -- Cython == pure-Python twin == model, operation by operation --------------------
 
-SMALL = st.integers(min_value=0, max_value=130)
+SMALL = st.integers(min_value=0, max_value=40) | st.integers(min_value=0, max_value=130)
 HUGE = st.integers(min_value=0, max_value=2**56)  # sums stay far below 2**64
 
 
@@ -449,9 +458,9 @@ class ModelBuffer:
             kind = BufferFull
         else:
             self.pending.append(batch)
-            for key, value in (("pending", 0), ("accepted", 1)):
-                c[f"{key}_bytes"] += nbytes
-                c[f"{key}_items"] += nitems
+            for prefix in ("pending", "accepted"):
+                c[f"{prefix}_bytes"] += nbytes
+                c[f"{prefix}_items"] += nitems
             c["accepted_batches"] += 1
             return ("ok", c["pending_items"])
         c["rejected_batches"] += 1
@@ -473,8 +482,11 @@ def test_same_behaviour_as_twin_and_model(buffer_cls):
     """Random push/drain sequences: identical results, exceptions (and messages), stats."""
 
     class SameBehaviour(RuleBasedStateMachine):
-        @initialize(max_bytes=st.integers(1, 100) | st.just(INT64_MAX),
-                    max_items=st.integers(1, 12) | st.just(INT64_MAX))
+        # Large bounds stay far enough below 2**63 that the cumulative counters
+        # cannot wrap within a run (see test_bounds_checks_cannot_overflow for
+        # bounds at INT64_MAX).
+        @initialize(max_bytes=st.integers(1, 100) | st.just(2**50),
+                    max_items=st.integers(1, 12) | st.just(2**50))
         def create(self, max_bytes, max_items):
             self.impl = buffer_cls(max_bytes, max_items)
             self.twin = buffer_py.BatchBuffer(max_bytes, max_items)
@@ -488,6 +500,16 @@ def test_same_behaviour_as_twin_and_model(buffer_cls):
             got = outcome(self.impl.push, batch, nbytes, nitems)
             assert got == outcome(self.twin.push, batch, nbytes, nitems)
             assert got[:2] == self.model.push(batch, nbytes, nitems)
+
+        @rule(data=st.data(), dbytes=st.integers(-2, 2), ditems=st.integers(-2, 2))
+        def push_near_the_bounds(self, data, dbytes, ditems):
+            # Sizes just below, at and just above what is left: the off-by-one zone.
+            stats = self.twin.stats()
+            room_bytes = stats["max_bytes"] - stats["pending_bytes"]
+            room_items = stats["max_items"] - stats["pending_items"]
+            nbytes = data.draw(st.sampled_from([max(0, room_bytes + dbytes), 0, 1]))
+            nitems = data.draw(st.sampled_from([max(0, room_items + ditems), 0, 1]))
+            self.push(nbytes, nitems)
 
         @rule(nbytes=st.integers(-(2**64), 2**64), nitems=st.integers(-3, 3))
         def push_maybe_invalid(self, nbytes, nitems):
@@ -514,6 +536,6 @@ def test_same_behaviour_as_twin_and_model(buffer_cls):
 
     run_state_machine_as_test(
         SameBehaviour,
-        settings=settings(max_examples=150, stateful_step_count=40, deadline=None,
+        settings=settings(max_examples=100, stateful_step_count=40, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow]),
     )

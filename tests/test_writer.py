@@ -149,8 +149,10 @@ def test_rotation_racing_eight_writers_loses_and_duplicates_nothing(make_writer,
 
     def produce(thread_id):
         barrier.wait()
-        for n in range(300):
-            ids = range((thread_id * 1000 + n) * 10, (thread_id * 1000 + n) * 10 + 10)
+        n = 0
+        while not stop.is_set() or n < 50:
+            ids = range((thread_id * 100_000 + n) * 10, (thread_id * 100_000 + n) * 10 + 10)
+            n += 1
             try:
                 push(writer.buffer, ids)
             except BufferFull:
@@ -162,23 +164,24 @@ def test_rotation_racing_eight_writers_loses_and_duplicates_nothing(make_writer,
 
     def rotate():
         barrier.wait()
-        while not stop.is_set():
+        while len(rotated) < 20:
             path = writer.rotate()
             if path is not None:
                 rotated.append(path)
+        stop.set()
 
     threads = [threading.Thread(target=produce, args=(i,)) for i in range(8)]
     rotator = threading.Thread(target=rotate)
     for thread in threads + [rotator]:
         thread.start()
+    rotator.join(60)
+    stop.set()
     for thread in threads:
         thread.join(60)
-    stop.set()
-    rotator.join(60)
     writer.stop()
     paths = completed(tmp_path / "traces")
-    assert len(rotated) >= 5
-    assert sum(accepted.values()) == 8 * 300 * 10
+    assert len(rotated) == 20
+    assert sum(accepted.values()) >= 8 * 50 * 10
     assert ids_in(paths) == accepted
 
 
