@@ -52,21 +52,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config) -> int:
     """Run the daemon until SIGINT or SIGTERM, then drain and exit 0."""
-    from otlpd.daemon import Daemon  # heavy imports (grpc, pyarrow) only when running
+    # heavy imports (grpc, pyarrow) only when running
+    from otlpd.daemon import Daemon
+    from otlpd.workers import Supervisor
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    workers = config["receiver.workers"]
     try:
-        daemon = Daemon(config)
+        daemon = Supervisor(config) if workers > 1 else Daemon(config)
         daemon.start()
     except ConfigError as error:
         print(f"otlpd: error: {error}", file=sys.stderr)
         return 2
-    log.info("otlpd %s listening on %s (OTLP/gRPC), writing to %s",
-             __version__, daemon.endpoint, daemon.output_dir)
-    while not stop.wait(3600):
-        pass
+    log.info("otlpd %s listening on %s (OTLP/gRPC), writing to %s%s",
+             __version__, daemon.endpoint, daemon.output_dir,
+             f", {workers} worker processes" if workers > 1 else "")
+    while not stop.wait(1.0):
+        if workers > 1:
+            daemon.watch()
     log.info("stopping: finishing requests in flight and writing buffered data")
     daemon.stop()
     log.info("stopped")

@@ -20,16 +20,17 @@ from otlpd.writer import SignalWriter, WriterSettings
 log = logging.getLogger(__name__)
 
 
-def writer_settings(config: Config) -> WriterSettings:
+def writer_settings(config: Config, instance: str = "", retention: bool = True) -> WriterSettings:
     return WriterSettings(
+        instance=instance,
         write_interval=config["writer.write_interval"],
         flush_rows=config["writer.flush_rows"],
         max_file_bytes=config["writer.max_file_bytes"],
         max_file_age=config["writer.max_file_age"],
         compression=config["writer.compression"],
         fsync=config["writer.fsync"],
-        retention_max_age=config["retention.max_age"],
-        retention_max_total_bytes=config["retention.max_total_bytes"],
+        retention_max_age=config["retention.max_age"] if retention else 0.0,
+        retention_max_total_bytes=config["retention.max_total_bytes"] if retention else 0,
         retention_check_interval=config["retention.check_interval"],
     )
 
@@ -45,10 +46,20 @@ def check_output_dir(path: Path) -> None:
 
 
 class Daemon:
-    """The running otlpd: start() binds and starts everything, stop() drains and closes."""
+    """The running otlpd: start() binds and starts everything, stop() drains and closes.
 
-    def __init__(self, config: Config):
+    With several worker processes (:mod:`otlpd.workers`) each runs a Daemon with its
+    own ``instance`` name (in its file names), a ``share`` of the buffer bounds,
+    the port shared through SO_REUSEPORT, and recovery and retention left to the
+    supervisor and the first worker respectively.
+    """
+
+    def __init__(self, config: Config, instance: str = "", share: int = 1,
+                 reuse_port: bool = False, recover: bool = True, retention: bool = True):
         self.config = config
+        self.instance = instance
+        self._reuse_port = reuse_port
+        self._recover = recover
         self.output_dir = Path(config["output_dir"]).resolve()
         if config["receiver.max_request_bytes"] > config["buffer.max_bytes"]:
             raise ConfigError("receiver.max_request_bytes: must not exceed buffer.max_bytes "
@@ -58,9 +69,10 @@ class Daemon:
         self.writers = {}
         self.receiver_counters = {}
         intakes = {}
-        settings = writer_settings(config)
+        settings = writer_settings(config, instance, retention)
         for signal in schema.SIGNALS:
-            buffer = BatchBuffer(config["buffer.max_bytes"], config["buffer.max_items"])
+            buffer = BatchBuffer(max(1, config["buffer.max_bytes"] // share),
+                                 max(1, config["buffer.max_items"] // share))
             writer = SignalWriter(signal, schema.schema_for(signal), buffer,
                                   self.output_dir / signal, settings)
             counters = Counters()
@@ -74,6 +86,7 @@ class Daemon:
         self.status.register("signals", self._signal_status)
         self.status.register("daemon", lambda: {
             "grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
+            "instance": self.instance,
             "buffer_implementation": BUFFER_IMPLEMENTATION, "pid": os.getpid(),
         })
 
@@ -88,11 +101,11 @@ class Daemon:
         """Recover files left in progress, start the writers, then open the port."""
         check_output_dir(self.output_dir)
         for writer in self.writers.values():
-            writer.prepare()
+            writer.prepare(recover=self._recover)
         try:
             self.server, self.port = build_server(
                 self.receiver, self.config["grpc_endpoint"], self.config["receiver.threads"],
-                self.config["receiver.max_request_bytes"])
+                self.config["receiver.max_request_bytes"], reuse_port=self._reuse_port)
         except BindError as error:
             raise ConfigError(f"grpc_endpoint: {error}") from None
         for writer in self.writers.values():

@@ -109,6 +109,24 @@ def recover(path: Path, options: pa.ipc.IpcWriteOptions, fsync: bool = True) -> 
     return final, sum(batch.num_rows for batch in batches)
 
 
+def recover_directory(directory: Path, options: pa.ipc.IpcWriteOptions, fsync: bool = True,
+                      instance: str | None = None) -> list[tuple[Path, int]]:
+    """Recover every ``.part`` file of a directory (or of one instance); returns (path, rows) pairs."""
+    recovered = []
+    for part in sorted(directory.glob("*" + PART_SUFFIX)):
+        match = _NAME.match(part.name)
+        if instance is not None and (match is None or (match.group("instance") or "") != instance):
+            continue
+        path, rows = recover(part, options, fsync)
+        if path is not None:
+            log.info("recovered %s: %d rows from a file left in progress", path.name, rows)
+            recovered.append((path, rows))
+    if instance is None:
+        for scratch in directory.glob("*.recovering"):
+            scratch.unlink()
+    return recovered
+
+
 @dataclass(frozen=True)
 class CompletedFile:
     path: Path

@@ -114,7 +114,7 @@ def build_server(receiver: Receiver, endpoint: str, threads: int,
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     if not reuse_port:
-        _check_bindable(endpoint)
+        check_bindable(endpoint)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads,
                                                     thread_name_prefix="otlpd-grpc"),
                          handlers=receiver.handlers(), options=options)
@@ -127,7 +127,7 @@ def build_server(receiver: Receiver, endpoint: str, threads: int,
     return server, port
 
 
-def _check_bindable(endpoint: str) -> None:
+def check_bindable(endpoint: str) -> None:
     """Bind the address once with a plain socket, so a port in use is one clear error.
 
     grpc would fail too, but only after logging its own multi-line report.

@@ -128,21 +128,17 @@ class SignalWriter:
 
     # -- called from other threads -------------------------------------------------
 
-    def prepare(self) -> list[Path]:
+    def prepare(self, recover: bool = True) -> list[Path]:
         """Create the directory and complete files left in progress by a crash; call before start."""
         self.directory.mkdir(parents=True, exist_ok=True)
         # before recovery removes empty parts: a sequence number is never reused
         self._seq = files.next_sequence(self.directory)
-        recovered = []
-        for part in sorted(self.directory.glob("*" + files.PART_SUFFIX)):
-            path, rows = files.recover(part, self._options, self.settings.fsync)
-            if path is not None:
-                log.info("recovered %s: %d rows from a file left in progress", path.name, rows)
-                recovered.append(path)
-                self.counters.add(files_recovered=1, rows_recovered=rows)
-        for scratch in self.directory.glob("*.recovering"):
-            scratch.unlink()
-        return recovered
+        if not recover:
+            return []
+        recovered = files.recover_directory(self.directory, self._options, self.settings.fsync)
+        for path, rows in recovered:
+            self.counters.add(files_recovered=1, rows_recovered=rows)
+        return [path for path, _ in recovered]
 
     def start(self) -> None:
         self._thread.start()

@@ -1,0 +1,85 @@
+"""Several worker processes on one port (receiver.workers > 1)."""
+import os
+import re
+import signal
+
+import grpc
+import psutil
+import pyarrow.dataset as ds
+import pytest
+
+from daemon_process import DaemonProcess
+from otlp_client import export, trace_request
+from otlpd import files
+from otlpd.config import resolve
+from otlpd.workers import Supervisor, _merge
+
+pytestmark = pytest.mark.slow
+
+
+def send_on_new_connections(endpoint, requests):
+    """Each request on its own channel, so SO_REUSEPORT spreads them over the workers."""
+    for request in requests:
+        with grpc.insecure_channel(endpoint) as channel:
+            assert export(channel, "traces", request.SerializeToString()) == b""
+
+
+def stored_names(output):
+    table = ds.dataset(str(output / "traces"), format="ipc").to_table(columns=["name"])
+    return sorted(table.column("name").to_pylist())
+
+
+def test_two_workers_share_the_port_and_write_their_own_files(tmp_path):
+    output = tmp_path / "data"
+    with DaemonProcess(output, "--receiver.workers", "2") as daemon:
+        send_on_new_connections(daemon.endpoint, [trace_request(10, first=i * 10) for i in range(40)])
+        assert daemon.stop() == 0
+    assert stored_names(output) == sorted(f"span-{i}" for i in range(400))
+    names = [path.name for path in (output / "traces").glob("*.arrow")]
+    instances = {name.split("-")[2] for name in names}
+    assert instances <= {"w1", "w2"}
+    assert all(files.sequence_of(name) is not None for name in names)
+    assert not list(output.rglob("*.part"))
+
+
+def test_a_killed_worker_is_restarted_and_its_file_recovered(tmp_path):
+    output = tmp_path / "data"
+    with DaemonProcess(output, "--receiver.workers", "2", "--writer.write-interval", "50ms") as daemon:
+        send_on_new_connections(daemon.endpoint, [trace_request(10, first=i * 10) for i in range(20)])
+        daemon.wait_for(lambda: sum(  # everything acknowledged has reached the disk
+            batch.num_rows for part in (output / "traces").glob("*.part")
+            for batch in files.read_part(part)[1]) == 200)
+        parts = sorted((output / "traces").glob("*.part"))
+        victim_instance = parts[0].name.split("-")[2]
+        pid = int(re.search(rf"worker {victim_instance} \(pid (\d+)\)", daemon.stderr).group(1))
+        assert pid in [child.pid for child in psutil.Process(daemon.process.pid).children()]
+        os.kill(pid, signal.SIGKILL)
+        daemon.wait_for(lambda: "restarting it" in daemon.stderr, timeout=30)
+        daemon.wait_for(lambda: not parts[0].exists(), timeout=30)
+        send_on_new_connections(daemon.endpoint, [trace_request(10, first=200 + i * 10) for i in range(10)])
+        assert daemon.stop() == 0
+    assert stored_names(output) == sorted(f"span-{i}" for i in range(300))
+
+
+def test_supervisor_status_and_rotate_cover_every_worker(tmp_path):
+    config = resolve({}, {}, {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path / "data"),
+                              "receiver.workers": "2", "writer.write_interval": "1h",
+                              "writer.fsync": "false"})
+    supervisor = Supervisor(config)
+    supervisor.start()
+    try:
+        send_on_new_connections(supervisor.endpoint, [trace_request(5, first=i * 5) for i in range(12)])
+        snapshot = supervisor.status.snapshot()
+        assert set(snapshot["workers"]) == {"w1", "w2"}
+        assert snapshot["signals"]["traces"]["buffer"]["accepted_items"] == 60
+        assert snapshot["signals"]["traces"]["receiver"]["requests"] == 12
+        rotated = supervisor.rotate("traces")["traces"]
+        assert 1 <= len(rotated) <= 2
+        assert ds.dataset(rotated, format="ipc").count_rows() == 60
+    finally:
+        supervisor.stop()
+
+
+def test_merge_sums_numbers_and_lists_the_rest():
+    merged = _merge([{"a": {"n": 1, "f": "x"}, "b": 2}, {"a": {"n": 3, "f": None}, "b": 5}])
+    assert merged == {"a": {"n": 4, "f": ["x", None]}, "b": 7}
