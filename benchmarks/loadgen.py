@@ -120,7 +120,8 @@ def _load(index: int, settings: dict, ready, start) -> dict:
     if settings["rate"]:
         interval = settings["processes"] / settings["rate"]
         ticks = itertools.count()  # next() on it is atomic under the GIL: shared by all slots
-        next_send = lambda: began + next(ticks) * interval  # noqa: E731
+        offset = index / settings["processes"]  # processes take turns rather than send together
+        next_send = lambda: began + (next(ticks) + offset) * interval  # noqa: E731
     threads = [threading.Thread(target=slot.run, args=(deadline, settings["timeout"], next_send))
                for slot in slots]
     for thread in threads:
