@@ -1,0 +1,391 @@
+"""End-to-end comparison: the null server, otlpd and rotel under the same OTLP/gRPC load.
+
+For every scenario each target runs in a subprocess of its own and gets the same load
+(:func:`benchmarks.loadgen.run_load`); the server's process tree is measured with
+psutil: CPU seconds from the start of the load until ``--settle`` seconds after it (so
+otlpd's writer has written what it accepted) and peak RSS. otlpd is then stopped and
+the rows in its completed ``.arrow`` files are counted, which must equal the items it
+accepted; a second otlpd then runs at half the measured rate for latency.
+Run: ``python -m benchmarks.run_all`` (``--quick`` for a short smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.dataset as ds
+
+from benchmarks.loadgen import run_load
+
+ROOT = Path(__file__).resolve().parents[1]
+LISTENING = re.compile(r"listening on (?P<host>[^\s]+):(?P<port>\d+) \(OTLP/gRPC\)")
+SCENARIOS = {
+    "traces-1000": ("traces", 1000),
+    "traces-100": ("traces", 100),
+    "metrics-1000": ("metrics", 1000),
+    "logs-1000": ("logs", 1000),
+}
+TARGETS = ("null", "otlpd", "rotel")
+NULL_THREADS = 16  # otlpd's default receiver.threads
+START_TIMEOUT = 60.0
+MIB = 1024 * 1024
+
+
+def rotel_binary() -> Path | None:
+    """The ``rotel-agent`` executable shipped in the ``rotel`` Python package, if installed."""
+    spec = importlib.util.find_spec("rotel")
+    if spec is None or spec.origin is None:
+        return None
+    binary = Path(spec.origin).parent / "rotel-agent"
+    return binary if binary.exists() else None
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict:
+    """Machine and library versions, to print beside any benchmark figure."""
+    from otlpd.buffer import IMPLEMENTATION
+    from otlpd.decode import DECODERS
+
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                      if line.startswith("model name")), model)
+    binary = rotel_binary()
+    rotel = _version("rotel")
+    if binary is not None:
+        agent = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+        rotel += f" ({agent.stdout.strip()})"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "load_average": " ".join(f"{load:.2f}" for load in os.getloadavg()),
+        "python": platform.python_version(),
+        "grpcio": _version("grpcio"),
+        "pyarrow": _version("pyarrow"),
+        "cython": _version("Cython"),
+        "rotel": rotel,
+        "otlpd_buffer": IMPLEMENTATION,
+        "otlpd_decoder": DECODERS["traces"].__module__,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A server under test in a subprocess; ready once it listens (its log line, or a TCP probe)."""
+
+    def __init__(self, name: str, command: list[str], port: int | None = None, env: dict | None = None):
+        self.name = name
+        self.port = port
+        self.lines: list[str] = []
+        self.popen = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.process = psutil.Process(self.popen.pid)
+        self._listening = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.popen.kill()
+            self.popen.wait()
+            raise
+
+    def _read(self) -> None:
+        for line in self.popen.stderr:
+            self.lines.append(line)
+            match = LISTENING.search(line)
+            if match and self.port is None:
+                self.port = int(match.group("port"))
+                self._listening.set()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                break
+            if self._listening.is_set() or (self.port is not None and self._accepts()):
+                return
+            time.sleep(0.05)
+        time.sleep(0.2)  # let the reader collect the last lines
+        raise RuntimeError(f"{self.name} did not start:\n" + "".join(self.lines[-30:]))
+
+    def _accepts(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _tree(self) -> list[psutil.Process]:
+        return [self.process, *self.process.children(recursive=True)]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the whole process tree so far."""
+        total = 0.0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+        return total
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            code = self.popen.wait()
+        self._reader.join(5)
+        return code
+
+
+class PeakRss:
+    """Samples the RSS of a server's process tree every 100 ms on a thread; keeps the peak."""
+
+    def __init__(self, server: Server, interval: float = 0.1):
+        self.peak = 0
+        self._server = server
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._server.rss_bytes())
+            if self._stop.wait(self._interval):
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def start_target(target: str, workdir: Path, otlpd_args: list[str]) -> Server:
+    """Start ``null``, ``otlpd`` (writing under ``workdir``) or ``rotel`` (blackhole exporter)."""
+    if target == "null":
+        return Server("null server", [sys.executable, "-m", "benchmarks.null_server",
+                                      "--endpoint", "127.0.0.1:0", "--threads", str(NULL_THREADS)])
+    if target == "otlpd":
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("OTLPD_") or k == "OTLPD_PURE_PYTHON"}
+        return Server("otlpd", [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0",
+                                "--output-dir", str(workdir), *otlpd_args], env=env)
+    port = _free_port()
+    return Server("rotel", [
+        str(rotel_binary()), "start", "--exporter", "blackhole",
+        "--otlp-grpc-endpoint", f"127.0.0.1:{port}",
+        "--otlp-http-endpoint", f"127.0.0.1:{_free_port()}",
+        "--otlp-grpc-max-recv-msg-size-mib", "64",  # otlpd's default limit
+        "--pid-file", str(workdir / "rotel.pid"), "--log-file", str(workdir / "rotel.log"),
+    ], port=port)
+
+
+def measure(server: Server, load: dict, settle: float) -> dict:
+    """Run the load against ``server``; add its CPU seconds and peak RSS to the loadgen figures."""
+    monitor = PeakRss(server)
+    cpu_before = []
+    result = run_load(server.endpoint, on_start=lambda: cpu_before.append(server.cpu_seconds()), **load)
+    time.sleep(settle)
+    result["cpu_s"] = server.cpu_seconds() - cpu_before[0]
+    result["peak_rss_mib"] = monitor.stop() / MIB
+    return result
+
+
+def stored_rows(directory: Path) -> int:
+    """Rows in the completed ``.arrow`` files of one signal directory."""
+    files = sorted(str(path) for path in directory.glob("*.arrow"))
+    return ds.dataset(files, format="ipc").count_rows() if files else 0
+
+
+def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, log) -> list[dict]:
+    """All targets, then otlpd's latency run, for one scenario; one row per run."""
+    signal_name, items = SCENARIOS[name]
+    load = dict(signal=signal_name, items_per_request=items, duration=settings["duration"],
+                processes=settings["processes"], channels_per_process=settings["channels"],
+                concurrency=settings["concurrency"])
+    rows = []
+    for target in targets:
+        server = start_target(target, workdir / f"{name}-{target}", settings["otlpd_args"])
+        try:
+            row = measure(server, load, settings["settle"])
+        finally:
+            code = server.stop()
+        row.update(scenario=name, target=target, throughput=row["items_per_s"])
+        if target == "otlpd":
+            stored = stored_rows(workdir / f"{name}-{target}" / signal_name)
+            accepted = (row["requests_ok"] + row["warmup_ok"]) * items
+            row.update(exit_code=code, stored_items=stored, accepted_items=accepted,
+                       stored_ok=stored == accepted and code == 0,
+                       stored_items_per_s=(stored - row["warmup_ok"] * items) / row["elapsed_s"])
+            row["throughput"] = row["stored_items_per_s"]
+        row["items_per_cpu_s"] = row["throughput"] * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
+        log(f"[{name}] {target}: {row['throughput']:,.0f} items/s, {row['cpu_s']:.1f} CPU s")
+        rows.append(row)
+    otlpd = next((row for row in rows if row["target"] == "otlpd"), None)
+    if otlpd is not None and otlpd["requests_per_s"] > 0:
+        rate = otlpd["requests_per_s"] / 2
+        server = start_target("otlpd", workdir / f"{name}-otlpd-latency", settings["otlpd_args"])
+        try:
+            row = measure(server, {**load, "rate": rate}, settle=0)
+        finally:
+            server.stop()
+        row.update(scenario=name, target="otlpd@half", throughput=row["items_per_s"], items_per_cpu_s=None)
+        log(f"[{name}] otlpd at {rate:.1f} requests/s: p50 {row['p50_ms'] or 0:.1f} ms, "
+            f"p99 {row['p99_ms'] or 0:.1f} ms")
+        rows.append(row)
+    _add_ratios(rows)
+    return rows
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """On the otlpd row: otlpd/null and otlpd/rotel throughput, otlpd/rotel items per CPU-second."""
+    by_target = {row["target"]: row for row in rows}
+    otlpd = by_target.get("otlpd")
+    if otlpd is None:
+        return
+    ratio = (lambda a, b: a / b if a is not None and b else None)
+    null, rotel = by_target.get("null"), by_target.get("rotel")
+    otlpd["vs_null"] = ratio(otlpd["throughput"], null["throughput"]) if null else None
+    otlpd["vs_rotel"] = ratio(otlpd["throughput"], rotel["throughput"]) if rotel else None
+    otlpd["vs_rotel_cpu"] = ratio(otlpd["items_per_cpu_s"], rotel["items_per_cpu_s"]) if rotel else None
+
+
+COLUMNS = [  # (heading, row key, format)
+    ("scenario", "scenario", "{}"),
+    ("target", "target", "{}"),
+    ("items/s", "throughput", "{:,.0f}"),
+    ("req/s", "requests_per_s", "{:,.1f}"),
+    ("errors", "errors", None),
+    ("CPU s", "cpu_s", "{:.2f}"),
+    ("items/CPU-s", "items_per_cpu_s", "{:,.0f}"),
+    ("peak RSS MiB", "peak_rss_mib", "{:,.0f}"),
+    ("p50 ms", "p50_ms", "{:.1f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("stored", "stored_items", "{:,}"),
+    ("stored=accepted", "stored_ok", None),
+    ("otlpd/null", "vs_null", "{:.2f}x"),
+    ("otlpd/rotel", "vs_rotel", "{:.2f}x"),
+    ("otlpd/rotel CPU", "vs_rotel_cpu", "{:.2f}x"),
+]
+
+
+def _cell(row: dict, key: str, fmt: str | None) -> str:
+    value = row.get(key)
+    if key == "errors":
+        return ",".join(f"{code}:{count}" for code, count in sorted(value.items())) or "0"
+    if key == "stored_ok":
+        return "-" if value is None else ("yes" if value else "NO")
+    if key == "target" and row.get("rate"):
+        return f"{value} ({row['rate']:.1f} req/s)"
+    return "-" if value is None else fmt.format(value)
+
+
+def format_report(env: dict, settings: dict, rows: list[dict]) -> str:
+    """The environment, the load settings and one aligned table of every run."""
+    table = [[heading for heading, _, _ in COLUMNS]]
+    table += [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    lines = [", ".join(f"{key} {value}" for key, value in env.items()),
+             (f"load: {settings['processes']} processes x {settings['channels']} channels x "
+              f"{settings['concurrency']} in flight, {settings['duration']:g} s per target, "
+              f"settle {settings['settle']:g} s, otlpd args: {shlex.join(settings['otlpd_args']) or '(none)'}"),
+             "items/s of otlpd = rows stored in its files per second; otlpd@half = otlpd at half "
+             "its measured request rate, latency from the scheduled send time",
+             ""]
+    for i, line in enumerate(table):
+        lines.append("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
+                               for j, (cell, w) in enumerate(zip(line, widths))))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated, from {', '.join(SCENARIOS)}")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated, from null, otlpd, rotel")
+    parser.add_argument("--duration", type=float, help="seconds of load per target (default 10, --quick 1)")
+    parser.add_argument("--settle", type=float,
+                        help="seconds after the load still counted as server CPU (default 1.5, --quick 0.5)")
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--channels", type=int, default=2, help="channels per load generator process")
+    parser.add_argument("--concurrency", type=int, default=4, help="calls in flight per channel")
+    parser.add_argument("--otlpd-args", default="", help='extra otlpd flags, e.g. --otlpd-args="--writer.compression lz4"')
+    parser.add_argument("--quick", action="store_true", help="short runs, for the smoke test")
+    parser.add_argument("--json", metavar="FILE", help="also write the environment and results as JSON")
+    args = parser.parse_args(argv)
+    scenarios = [name for name in args.scenarios.split(",") if name]
+    targets = [name for name in args.targets.split(",") if name]
+    unknown = (set(scenarios) - set(SCENARIOS)) | (set(targets) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown scenario or target: {', '.join(sorted(unknown))}")
+    if "rotel" in targets and rotel_binary() is None:
+        print("rotel is not installed (pip install rotel): skipping it", file=sys.stderr)
+        targets.remove("rotel")
+    settings = {
+        "duration": args.duration or (1.0 if args.quick else 10.0),
+        "settle": args.settle if args.settle is not None else (0.5 if args.quick else 1.5),
+        "processes": args.processes, "channels": args.channels, "concurrency": args.concurrency,
+        "otlpd_args": shlex.split(args.otlpd_args),
+    }
+    env = environment()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="otlpd-bench-") as workdir:
+        for name in scenarios:
+            rows += run_scenario(name, targets, settings, Path(workdir),
+                                 log=lambda message: print(message, file=sys.stderr, flush=True))
+    print(format_report(env, settings, rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"environment": env, "settings": settings, "rows": rows},
+                                              indent=2))
+    failed = [row for row in rows if row.get("stored_ok") is False]
+    for row in failed:
+        print(f"[{row['scenario']}] otlpd stored {row['stored_items']} of {row['accepted_items']} accepted "
+              f"items (exit code {row['exit_code']})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Smoke test of benchmarks/: the load generator, the end-to-end comparison and the micro
+benchmarks run and report sensible figures. Timings are never asserted."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks/ is a package at the repository root, not installed
+
+from benchmarks.loadgen import run_load  # noqa: E402
+from benchmarks.null_server import SERVICES, start_null_server  # noqa: E402
+
+ROTEL_INSTALLED = importlib.util.find_spec("rotel") is not None
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def null_server():
+    server, port = start_null_server("127.0.0.1:0", threads=4)
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+@pytest.fixture
+def unavailable_server():
+    """Answers every Export with UNAVAILABLE, like a full otlpd."""
+    def export(request, context):
+        context.abort(grpc.StatusCode.UNAVAILABLE, "buffer full")
+
+    handler = grpc.unary_unary_rpc_method_handler(export, request_deserializer=None,
+                                                  response_serializer=None)
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[
+        grpc.method_handlers_generic_handler(SERVICES["traces"], {"Export": handler})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_loadgen_saturates_the_null_server(null_server):
+    result = run_load(null_server, signal="logs", items_per_request=50, duration=1.0,
+                      processes=1, channels_per_process=2, concurrency=2)
+    assert result["errors"] == {} and result["warmup_ok"] == 2
+    assert result["requests_ok"] > 10
+    assert result["items_ok"] == result["requests_ok"] * 50
+    assert 0.9 < result["elapsed_s"] < 10
+    assert result["items_per_s"] == pytest.approx(result["requests_per_s"] * 50)
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+
+
+def test_loadgen_cli_holds_a_fixed_rate(null_server):
+    done = _run("-m", "benchmarks.loadgen", "--endpoint", null_server, "--signal", "metrics",
+                "--items-per-request", "20", "--duration", "1", "--rate", "40",
+                "--processes", "1", "--channels-per-process", "1", "--concurrency", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert 36 <= result["requests_ok"] <= 40
+    assert result["errors"] == {}
+    assert result["p50_ms"] > 0
+
+
+def test_loadgen_counts_unavailable_as_errors(unavailable_server):
+    result = run_load(unavailable_server, signal="traces", items_per_request=10, duration=0.5,
+                      processes=1, channels_per_process=1, concurrency=1)
+    assert result["requests_ok"] == 0 and result["p50_ms"] is None
+    assert result["warmup_errors"] == {"UNAVAILABLE": 1}
+    assert set(result["errors"]) == {"UNAVAILABLE"} and result["errors"]["UNAVAILABLE"] > 0
+
+
+@pytest.fixture(scope="module")
+def run_all_quick(tmp_path_factory):
+    """``run_all --quick`` on the 100-span traces scenario, with rotel if it is installed."""
+    report = tmp_path_factory.mktemp("run_all") / "results.json"
+    targets = "null,otlpd,rotel" if ROTEL_INSTALLED else "null,otlpd"
+    done = _run("-m", "benchmarks.run_all", "--quick", "--scenarios", "traces-100",
+                "--targets", targets, "--processes", "1", "--channels", "2", "--concurrency", "2",
+                "--json", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["target"]: row for row in json.loads(report.read_text())["rows"]}
+    return done.stdout, rows
+
+
+@pytest.mark.slow
+def test_run_all_quick_measures_null_and_otlpd(run_all_quick):
+    stdout, rows = run_all_quick
+    assert "otlpd/null" in stdout and "cpu_model" in stdout
+    for target in ("null", "otlpd"):
+        row = rows[target]
+        assert row["throughput"] > 0 and row["errors"] == {}
+        assert row["cpu_s"] > 0 and row["items_per_cpu_s"] > 0 and row["peak_rss_mib"] > 10
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    otlpd = rows["otlpd"]
+    assert otlpd["stored_ok"] and otlpd["exit_code"] == 0
+    assert otlpd["stored_items"] == otlpd["accepted_items"] > 0
+    assert otlpd["vs_null"] > 0
+    latency = rows["otlpd@half"]
+    assert latency["rate"] == pytest.approx(otlpd["requests_per_s"] / 2)
+    assert latency["requests_ok"] > 0 and latency["p50_ms"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ROTEL_INSTALLED, reason="the rotel package is not installed")
+def test_run_all_quick_measures_rotel(run_all_quick):
+    _, rows = run_all_quick
+    rotel = rows["rotel"]
+    assert rotel["throughput"] > 0 and rotel["errors"] == {} and rotel["cpu_s"] > 0
+    assert rows["otlpd"]["vs_rotel"] > 0 and rows["otlpd"]["vs_rotel_cpu"] > 0
+
+
+def test_micro_benchmarks_run_once():
+    done = _run("-m", "pytest", "benchmarks", "-q", "--benchmark-disable", "-p", "no:cacheprovider")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " passed" in done.stdout and "failed" not in done.stdout
