@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 # Batches smaller than this (rows, on average) are concatenated before they are
 # written: many one-span requests would otherwise become many tiny IPC
-# messages, which bloat the file and slow every reader down.
-COALESCE_BELOW_ROWS = 4096
+# messages, which bloat the file and slow every reader down. Larger batches are
+# written as they are: concatenating them would copy every byte once more.
+COALESCE_BELOW_ROWS = 512
 
 
 @dataclass(frozen=True)
