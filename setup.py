@@ -12,6 +12,7 @@ COMPILER_DIRECTIVES = {"language_level": "3", "embedsignature": True}
 
 extensions = [
     Extension("otlpd._buffer", ["ext/_buffer.pyx"]),
+    Extension("otlpd._decoder", ["ext/_decoder.pyx"]),
 ]
 
 setup(

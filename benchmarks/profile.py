@@ -33,7 +33,7 @@ def summarize(raw_path: Path, top: int = 20) -> str:
         stack, _, count = line.rpartition(" ")
         frames = [frame.split(" (")[0] for frame in stack.split(";")
                   if not frame.startswith("process ")]  # --subprocesses adds the process as a frame
-        if frames[-1] in IDLE:
+        if not frames or frames[-1] in IDLE:
             continue  # a thread waiting for work is not a cost
         samples = int(count)
         total += samples
