@@ -55,7 +55,8 @@ class Daemon:
     """
 
     def __init__(self, config: Config, instance: str = "", share: int = 1,
-                 reuse_port: bool = False, recover: bool = True, retention: bool = True):
+                 reuse_port: bool = False, recover: bool = True, retention: bool = True,
+                 buffer_factory=BatchBuffer):
         self.config = config
         self.instance = instance
         self._reuse_port = reuse_port
@@ -71,8 +72,8 @@ class Daemon:
         intakes = {}
         settings = writer_settings(config, instance, retention)
         for signal in schema.SIGNALS:
-            buffer = BatchBuffer(max(1, config["buffer.max_bytes"] // share),
-                                 max(1, config["buffer.max_items"] // share))
+            buffer = buffer_factory(max(1, config["buffer.max_bytes"] // share),
+                                    max(1, config["buffer.max_items"] // share))
             writer = SignalWriter(signal, schema.schema_for(signal), buffer,
                                   self.output_dir / signal, settings)
             counters = Counters()

@@ -13,10 +13,10 @@ from otlpd.config import resolve
 from otlpd.daemon import Daemon
 
 
-def start_daemon(tmp_path, **settings):
+def start_daemon(tmp_path, buffer_cls=None, **settings):
     flags = {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path / "data"),
              "writer.fsync": "false", **settings}
-    daemon = Daemon(resolve({}, {}, flags))
+    daemon = Daemon(resolve({}, {}, flags), **({"buffer_factory": buffer_cls} if buffer_cls else {}))
     daemon.start()
     return daemon
 
@@ -109,8 +109,8 @@ def test_gzip_bomb_is_resource_exhausted(daemon, channel):
     assert export(channel, "traces", trace_request(1).SerializeToString()) == b""
 
 
-def test_full_buffer_answers_unavailable_with_retry_info(tmp_path):
-    daemon = start_daemon(tmp_path, **{
+def test_full_buffer_answers_unavailable_with_retry_info(tmp_path, buffer_cls):
+    daemon = start_daemon(tmp_path, buffer_cls, **{
         "receiver.max_request_bytes": "1MiB", "buffer.max_bytes": "16MiB", "buffer.max_items": "10",
         "writer.write_interval": "1h", "writer.flush_rows": "1000", "receiver.retry_delay": "1.5s"})
     try:
@@ -134,8 +134,8 @@ def test_full_buffer_answers_unavailable_with_retry_info(tmp_path):
     assert ds.dataset(str(tmp_path / "data" / "traces"), format="ipc").count_rows() == 12
 
 
-def test_stop_drains_what_was_accepted(tmp_path):
-    daemon = start_daemon(tmp_path, **{"writer.write_interval": "1h"})
+def test_stop_drains_what_was_accepted(tmp_path, buffer_cls):
+    daemon = start_daemon(tmp_path, buffer_cls, **{"writer.write_interval": "1h"})
     with grpc.insecure_channel(daemon.endpoint) as channel:
         for signal, build in REQUEST_BUILDERS.items():
             export(channel, signal, build(7).SerializeToString())
