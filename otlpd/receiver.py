@@ -66,29 +66,39 @@ class Receiver:
 
     def __init__(self, intakes: dict[str, Intake], retry_delay: float):
         self._intakes = intakes
-        self._retry_delay = retry_delay
+        # built once: the backpressure answer must be cheap when it is frequent
+        self._full = {signal: _retry_status(retry_delay, f"otlpd {signal} buffer is full, retry later")
+                      for signal in intakes}
 
     def export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> bytes:
         intake = self._intakes[signal]
-        intake.counters.add(requests=1, request_bytes=len(request))
+        buffer = intake.buffer
+        if buffer.pending_bytes + len(request) > buffer.max_bytes:
+            # Decoded rows are larger than their wire form: this request cannot fit
+            # now, so answer before spending a decode on it.
+            intake.counters.add(requests=1, request_bytes=len(request), rejected_buffer_full_requests=1)
+            context.abort_with_status(self._full[signal])
         try:
             batch = intake.decode(request)
         except DecodeError as error:
-            intake.counters.add(rejected_invalid_requests=1)
+            intake.counters.add(requests=1, request_bytes=len(request), rejected_invalid_requests=1)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         rows = batch.num_rows
         if rows == 0:
+            intake.counters.add(requests=1, request_bytes=len(request))
             return EMPTY_RESPONSE
         try:
-            pending = intake.buffer.push(batch, batch.nbytes, rows)
+            pending = buffer.push(batch, batch.get_total_buffer_size(), rows)
         except BatchTooLarge as error:
             # Never fits: RESOURCE_EXHAUSTED without RetryInfo is not retried (OTLP spec).
-            intake.counters.add(rejected_too_large_requests=1, rejected_too_large_items=rows)
+            intake.counters.add(requests=1, request_bytes=len(request),
+                                rejected_too_large_requests=1, rejected_too_large_items=rows)
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{signal}: {error}")
         except BufferFull:
-            intake.counters.add(rejected_buffer_full_requests=1, rejected_buffer_full_items=rows)
-            context.abort_with_status(_retry_status(
-                self._retry_delay, f"otlpd {signal} buffer is full, retry later"))
+            intake.counters.add(requests=1, request_bytes=len(request),
+                                rejected_buffer_full_requests=1, rejected_buffer_full_items=rows)
+            context.abort_with_status(self._full[signal])
+        intake.counters.add(requests=1, request_bytes=len(request))
         intake.on_pending(pending)
         return EMPTY_RESPONSE
 
