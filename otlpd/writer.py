@@ -54,6 +54,7 @@ class _OpenFile:
         self.final_path = path
         self.opened_at = opened_at
         self.rows = 0
+        self._schema = schema
         self._sink = pa.OSFile(str(self.part_path), "wb")
         try:
             self._writer = pa.ipc.new_file(self._sink, schema, options=options)
@@ -61,11 +62,19 @@ class _OpenFile:
             self._sink.close()
             raise
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        # OSFile is unbuffered: when this returns, the batch is in the kernel
-        # and survives a crash of this process.
-        self._writer.write_batch(batch)
-        self.rows += batch.num_rows
+    def write_all(self, batches: list[pa.RecordBatch]) -> None:
+        """Append the batches in one call: the GIL is released once for all of them.
+
+        Releasing and re-taking the GIL per batch would make this thread queue
+        behind the gRPC threads once per batch (a convoy) and fall behind.
+        OSFile is unbuffered: when this returns, the batches are in the kernel
+        and survive a crash of this process.
+        """
+        if len(batches) == 1:
+            self._writer.write_batch(batches[0])
+        else:
+            self._writer.write_table(pa.Table.from_batches(batches, schema=self._schema))
+        self.rows += sum(batch.num_rows for batch in batches)
 
     @property
     def size(self) -> int:
@@ -224,26 +233,22 @@ class SignalWriter:
         if not batches:
             return
         batches = _coalesce(batches)
-        written = 0
+        rows = sum(batch.num_rows for batch in batches)
         try:
             if self._file is None:
                 self._open_file()
-            for batch in batches:
-                self._file.write(batch)
-                written += 1
+            self._file.write_all(batches)
         except OSError as error:
-            # Keep what was not written and retry on the next tick: accepted rows
-            # are never dropped; the buffer fills up and pushes back meanwhile.
-            # The batch torn by the error is not in the file: recovery drops it.
+            # Keep what did not reach the file and retry on the next tick: accepted
+            # rows are never dropped; the buffer fills up and pushes back meanwhile.
             self._last_error = f"write failed: {error}"
             log.error("%s: %s; will retry", self.signal, self._last_error)
             self.counters.add(write_errors=1)
-            self._unwritten = batches[written:]
-            self._drop_broken_file()
+            self._unwritten = self._not_in_broken_file(batches)
+            written = rows - sum(batch.num_rows for batch in self._unwritten)
+            self.counters.add(written_rows=written, written_batches=len(batches) - len(self._unwritten))
             return
-        finally:
-            rows = sum(batch.num_rows for batch in batches[:written])
-            self.counters.add(written_rows=rows, written_batches=written)
+        self.counters.add(written_rows=rows, written_batches=len(batches))
         self._last_error = None
         self._update_state()
 
@@ -253,16 +258,30 @@ class SignalWriter:
         self._file = _OpenFile(self.directory / name, self.schema, self._options, now)
         self._seq += 1
 
-    def _drop_broken_file(self) -> None:
+    def _not_in_broken_file(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """After a failed write: complete the file with what reached it, return the rest.
+
+        The batches went to the file in order, each whole or torn; recovery keeps
+        the whole ones, so the rows it finds beyond those written before tell how
+        many of ``batches`` are already safe.
+        """
         broken, self._file = self._file, None
         if broken is None:
-            return
+            return batches
+        rows_before = broken.rows
         broken.abandon()
         try:
-            files.recover(broken.part_path, self._options, self.settings.fsync)
+            _, rows_found = files.recover(broken.part_path, self._options, self.settings.fsync)
         except OSError as error:
             log.error("%s: %s stays in progress until the next start: %s",
                       self.signal, broken.part_path.name, error)
+            return batches
+        safe_rows = rows_found - rows_before
+        for index, batch in enumerate(batches):
+            if safe_rows < batch.num_rows:
+                return batches[index:]
+            safe_rows -= batch.num_rows
+        return []
 
     def _complete_file(self) -> Path | None:
         current, self._file = self._file, None

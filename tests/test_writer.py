@@ -255,3 +255,31 @@ def test_retention_runs_after_rotation(make_writer, tmp_path):
     assert status["files_rotated"] == 3
     assert status["files_deleted"] == 3
     assert completed(tmp_path / "traces") == []
+
+
+def test_a_failed_write_is_retried_without_loss_or_duplicates(make_writer, tmp_path, monkeypatch):
+    """Fault injection: the disk fails after the first batch of a write reached the file."""
+    from otlpd import writer as writer_module
+
+    real_write_all = writer_module._OpenFile.write_all
+    failures = []
+
+    def failing_write_all(self, batches):
+        if not failures:
+            failures.append(len(batches))
+            self._writer.write_batch(batches[0])  # reached the file, then the disk failed
+            raise OSError(28, "No space left on device")
+        real_write_all(self, batches)
+
+    monkeypatch.setattr(writer_module._OpenFile, "write_all", failing_write_all)
+    writer = make_writer(write_interval=60)
+    for start in range(0, 3000, 1000):  # three batches of 1000 rows: written as they are
+        push(writer.buffer, range(start, start + 1000))
+    writer._wake.set()
+    wait_until(lambda: writer.status().get("write_errors") == 1)
+    assert failures == [3]
+    assert "No space left" in writer.status()["last_error"]
+    writer.rotate()  # the retry writes the two batches that did not reach the broken file
+    writer.stop()
+    assert ids_in(completed(tmp_path / "traces")) == Counter(range(3000))
+    assert writer.status()["written_rows"] == 3000
