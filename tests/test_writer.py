@@ -272,6 +272,7 @@ def test_a_failed_write_is_retried_without_loss_or_duplicates(make_writer, tmp_p
         real_write_all(self, batches)
 
     monkeypatch.setattr(writer_module._OpenFile, "write_all", failing_write_all)
+    monkeypatch.setattr(writer_module, "COALESCE_ROWS", 1000)
     writer = make_writer(write_interval=60)
     for start in range(0, 3000, 1000):  # three batches of 1000 rows: written as they are
         push(writer.buffer, range(start, start + 1000))
@@ -283,3 +284,14 @@ def test_a_failed_write_is_retried_without_loss_or_duplicates(make_writer, tmp_p
     writer.stop()
     assert ids_in(completed(tmp_path / "traces")) == Counter(range(3000))
     assert writer.status()["written_rows"] == 3000
+
+
+def test_coalesce_keeps_order_and_groups_small_batches():
+    from otlpd.writer import _coalesce
+
+    batches = [make_batch(range(start, start + 300)) for start in range(0, 3000, 300)]
+    big = make_batch(range(3000, 5000))
+    result = _coalesce(batches + [big], target_rows=1000)
+    assert [batch.num_rows for batch in result] == [900, 900, 900, 300, 2000]
+    assert result[-1] is big  # a batch that is large alone is not copied
+    assert pa.Table.from_batches(result).column("id").to_pylist() == list(range(5000))
