@@ -52,6 +52,8 @@ cdef struct Counters:
     # snapshot.
     int64_t pending_items        # invariant: 0 <= pending_items <= max_items
     int64_t pending_bytes        # invariant: 0 <= pending_bytes <= max_bytes
+    int64_t held_items           # drained with hold=True, not released yet;
+    int64_t held_bytes           # invariant: pending + held <= max, per bound
     uint64_t accepted_batches    # cumulative counters: unsigned so that
     uint64_t accepted_items      # wrapping (after 2**64, unreachable in
     uint64_t accepted_bytes      # practice) is defined behaviour
@@ -170,9 +172,9 @@ cdef class BatchBuffer:
             self._c.rejected_bytes += <uint64_t>nbytes
             return PUSH_TOO_LARGE
         # Written as subtractions so they cannot overflow: the invariant
-        # 0 <= pending <= max keeps max - pending in [0, max].
-        if (nbytes > self.max_bytes - self._c.pending_bytes
-                or nitems > self.max_items - self._c.pending_items):
+        # 0 <= pending + held <= max keeps max - pending - held in [0, max].
+        if (nbytes > self.max_bytes - self._c.pending_bytes - self._c.held_bytes
+                or nitems > self.max_items - self._c.pending_items - self._c.held_items):
             self._c.rejected_batches += 1
             self._c.rejected_items += <uint64_t>nitems
             self._c.rejected_bytes += <uint64_t>nbytes
@@ -218,8 +220,8 @@ cdef class BatchBuffer:
         if status == PUSH_FULL:
             raise BufferFull(
                 f"buffer full: batch of {nbytes} bytes / {nitems} items does not fit "
-                f"({snap.pending_bytes}/{self.max_bytes} bytes, "
-                f"{snap.pending_items}/{self.max_items} items pending)"
+                f"({snap.pending_bytes + snap.held_bytes}/{self.max_bytes} bytes, "
+                f"{snap.pending_items + snap.held_items}/{self.max_items} items pending or held)"
             )
         raise MemoryError("BatchBuffer: cannot grow the entries array")
 
@@ -234,11 +236,12 @@ cdef class BatchBuffer:
 
     # -- drain ------------------------------------------------------------------
 
-    def drain(self):
-        """drain() -> list
+    def drain(self, bint hold=False):
+        """drain(hold=False) -> list
 
         Remove and return all pending batches in push order; resets pending
-        bytes/items to 0.
+        bytes/items to 0. With hold=True their sizes stay counted against the
+        bounds (as held) until release_held().
         """
         cdef Entry* entries
         cdef Py_ssize_t n, i
@@ -250,6 +253,9 @@ cdef class BatchBuffer:
                 self._entries = NULL
                 self._len = 0
                 self._cap = 0
+                if hold:
+                    self._c.held_bytes += self._c.pending_bytes
+                    self._c.held_items += self._c.pending_items
                 self._c.pending_bytes = 0
                 self._c.pending_items = 0
                 self._c.drained_batches += <uint64_t>n
@@ -267,6 +273,16 @@ cdef class BatchBuffer:
             PyList_SET_ITEM(result, i, entries[i].obj)  # steals the reference
         free(entries)
         return result
+
+    def release_held(self):
+        """release_held() -> None
+
+        Stop counting the batches drained with hold=True: they are written.
+        """
+        with nogil:
+            with self._lock:
+                self._c.held_bytes = 0
+                self._c.held_items = 0
 
     # -- observation --------------------------------------------------------------
 
@@ -300,6 +316,8 @@ cdef class BatchBuffer:
         return {
             "pending_items": snap.pending_items,
             "pending_bytes": snap.pending_bytes,
+            "held_items": snap.held_items,
+            "held_bytes": snap.held_bytes,
             "accepted_batches": snap.accepted_batches,
             "accepted_items": snap.accepted_items,
             "accepted_bytes": snap.accepted_bytes,

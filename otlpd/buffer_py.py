@@ -76,15 +76,16 @@ def _full_message(
 ) -> str:
     return (
         f"buffer full: batch of {nbytes} bytes / {nitems} items does not fit "
-        f"({pending_bytes}/{max_bytes} bytes, {pending_items}/{max_items} items pending)"
+        f"({pending_bytes}/{max_bytes} bytes, {pending_items}/{max_items} items pending or held)"
     )
 
 
 class BatchBuffer:
     """Bounded, thread-safe FIFO of opaque batches with declared sizes.
 
-    Bounds: at every instant ``pending_bytes <= max_bytes`` and
-    ``pending_items <= max_items``.
+    Bounds: at every instant ``pending_bytes + held_bytes <= max_bytes`` and
+    ``pending_items + held_items <= max_items`` (held: drained with
+    ``hold=True`` and not released yet).
 
     Statistics (see :meth:`stats`): the ``accepted_*``/``rejected_*`` counters
     count pushes (batches, and the sum of their declared items/bytes);
@@ -95,7 +96,7 @@ class BatchBuffer:
 
     __slots__ = (
         "_lock", "_batches", "_max_bytes", "_max_items",
-        "_pending_bytes", "_pending_items",
+        "_pending_bytes", "_pending_items", "_held_bytes", "_held_items",
         "_accepted_batches", "_accepted_items", "_accepted_bytes",
         "_rejected_batches", "_rejected_items", "_rejected_bytes",
         "_drained_batches",
@@ -119,6 +120,8 @@ class BatchBuffer:
         self._max_items = max_items
         self._pending_bytes = 0
         self._pending_items = 0
+        self._held_bytes = 0
+        self._held_items = 0
         self._accepted_batches = 0
         self._accepted_items = 0
         self._accepted_bytes = 0
@@ -151,8 +154,8 @@ class BatchBuffer:
         with self._lock:  # the one lock acquisition of this push
             if nbytes > self._max_bytes or nitems > self._max_items:
                 error_cls: type[BufferFull] = BatchTooLarge
-            elif (self._pending_bytes + nbytes > self._max_bytes
-                  or self._pending_items + nitems > self._max_items):
+            elif (self._pending_bytes + self._held_bytes + nbytes > self._max_bytes
+                  or self._pending_items + self._held_items + nitems > self._max_items):
                 error_cls = BufferFull
             else:
                 self._batches.append(batch)
@@ -165,7 +168,8 @@ class BatchBuffer:
             self._rejected_batches += 1
             self._rejected_items += nitems
             self._rejected_bytes += nbytes
-            pending_bytes, pending_items = self._pending_bytes, self._pending_items
+            pending_bytes = self._pending_bytes + self._held_bytes
+            pending_items = self._pending_items + self._held_items
         # Raised outside the lock, and never stored in a local variable: that
         # would make a frame <-> traceback cycle keeping `batch` alive until the
         # cyclic GC runs.
@@ -175,20 +179,34 @@ class BatchBuffer:
         raise BufferFull(_full_message(
             nbytes, nitems, pending_bytes, pending_items, self._max_bytes, self._max_items))
 
-    def drain(self) -> list:
+    def drain(self, hold: bool = False) -> list:
         """Remove and return all pending batches, oldest first.
 
         Resets ``pending_bytes`` and ``pending_items`` to 0 and adds the
         number of returned batches to ``drained_batches``. Returns ``[]`` if
         nothing is pending. The buffer keeps no reference to the returned
         batches.
+
+        With ``hold=True`` the drained sizes move to ``held_bytes`` /
+        ``held_items``, which still count against the bounds until
+        :meth:`release_held`: the writer holds them while it writes, so the
+        bounds cover the data being written as well as the data waiting.
         """
         with self._lock:  # the one lock acquisition of this drain
             batches, self._batches = self._batches, []
+            if hold:
+                self._held_bytes += self._pending_bytes
+                self._held_items += self._pending_items
             self._pending_bytes = 0
             self._pending_items = 0
             self._drained_batches += len(batches)
         return batches
+
+    def release_held(self) -> None:
+        """Stop counting the batches drained with ``hold=True``: they are written."""
+        with self._lock:
+            self._held_bytes = 0
+            self._held_items = 0
 
     @property
     def pending_items(self) -> int:
@@ -215,7 +233,8 @@ class BatchBuffer:
     def stats(self) -> dict:
         """One consistent snapshot of all counters, taken under the lock.
 
-        Keys: ``pending_items``, ``pending_bytes``, ``accepted_batches``,
+        Keys: ``pending_items``, ``pending_bytes``, ``held_items``,
+        ``held_bytes``, ``accepted_batches``,
         ``accepted_items``, ``accepted_bytes``, ``rejected_batches``,
         ``rejected_items``, ``rejected_bytes``, ``drained_batches``,
         ``max_bytes``, ``max_items`` (all ``int``).
@@ -224,6 +243,8 @@ class BatchBuffer:
             return {
                 "pending_items": self._pending_items,
                 "pending_bytes": self._pending_bytes,
+                "held_items": self._held_items,
+                "held_bytes": self._held_bytes,
                 "accepted_batches": self._accepted_batches,
                 "accepted_items": self._accepted_items,
                 "accepted_bytes": self._accepted_bytes,

@@ -239,7 +239,9 @@ class SignalWriter:
             done.set()
 
     def _write_pending(self) -> None:
-        batches = self._unwritten + self.buffer.drain()
+        # hold: what is being written still counts against the buffer's bounds,
+        # so they bound the memory of waiting *and* in-flight rows
+        batches = self._unwritten + self.buffer.drain(hold=True)
         self._unwritten = []
         if not batches:
             return
@@ -259,6 +261,7 @@ class SignalWriter:
             written = rows - sum(batch.num_rows for batch in self._unwritten)
             self.counters.add(written_rows=written, written_batches=len(batches) - len(self._unwritten))
             return
+        self.buffer.release_held()
         self.counters.add(written_rows=rows, written_batches=len(batches))
         self._last_error = None
         self._update_state()

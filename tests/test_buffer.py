@@ -33,7 +33,7 @@ from otlpd.buffer_py import BatchTooLarge, BufferFull
 
 INT64_MAX = 2**63 - 1
 STATS_KEYS = {
-    "pending_items", "pending_bytes",
+    "pending_items", "pending_bytes", "held_items", "held_bytes",
     "accepted_batches", "accepted_items", "accepted_bytes",
     "rejected_batches", "rejected_items", "rejected_bytes",
     "drained_batches", "max_bytes", "max_items",
@@ -109,7 +109,7 @@ def test_properties_and_stats(buffer_cls):
     assert outcome(buf.push, Payload(), 1, 0)[1] is BufferFull   # bytes bound
     assert outcome(buf.push, Payload(), 101, 1)[1] is BatchTooLarge
     assert buf.stats() == {
-        "pending_items": 10, "pending_bytes": 100,
+        "pending_items": 10, "pending_bytes": 100, "held_items": 0, "held_bytes": 0,
         "accepted_batches": 2, "accepted_items": 10, "accepted_bytes": 100,
         "rejected_batches": 2, "rejected_items": 1, "rejected_bytes": 102,
         "drained_batches": 0, "max_bytes": 100, "max_items": 10,
@@ -117,7 +117,7 @@ def test_properties_and_stats(buffer_cls):
     assert len(buf.drain()) == 2
     buf.push(Payload(), 5, 1)
     assert buf.stats() == {
-        "pending_items": 1, "pending_bytes": 5,
+        "pending_items": 1, "pending_bytes": 5, "held_items": 0, "held_bytes": 0,
         "accepted_batches": 3, "accepted_items": 11, "accepted_bytes": 105,
         "rejected_batches": 2, "rejected_items": 1, "rejected_bytes": 102,
         "drained_batches": 2, "max_bytes": 100, "max_items": 10,
@@ -539,3 +539,21 @@ def test_same_behaviour_as_twin_and_model(buffer_cls):
         settings=settings(max_examples=100, stateful_step_count=40, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow]),
     )
+
+
+def test_held_batches_count_against_the_bounds_until_released(buffer_cls):
+    buffer = buffer_cls(100, 10)
+    buffer.push("a", 60, 4)
+    assert buffer.drain(hold=True) == ["a"]
+    stats = buffer.stats()
+    assert (stats["pending_bytes"], stats["held_bytes"], stats["held_items"]) == (0, 60, 4)
+    with pytest.raises(BufferFull, match="pending or held"):
+        buffer.push("b", 50, 1)  # 60 held + 50 > 100
+    assert buffer.push("c", 40, 6) == 6
+    assert buffer.drain(hold=True) == ["c"]
+    assert buffer.stats()["held_bytes"] == 100
+    buffer.release_held()
+    assert buffer.stats()["held_bytes"] == buffer.stats()["held_items"] == 0
+    assert buffer.push("d", 100, 10) == 10
+    assert buffer.drain() == ["d"]  # without hold nothing stays counted
+    assert buffer.stats()["held_bytes"] == 0
