@@ -55,7 +55,6 @@ class _OpenFile:
         self.final_path = path
         self.opened_at = opened_at
         self.rows = 0
-        self._schema = schema
         self._sink = pa.OSFile(str(self.part_path), "wb")
         try:
             self._writer = pa.ipc.new_file(self._sink, schema, options=options)
@@ -63,19 +62,11 @@ class _OpenFile:
             self._sink.close()
             raise
 
-    def write_all(self, batches: list[pa.RecordBatch]) -> None:
-        """Append the batches in one call: the GIL is released once for all of them.
-
-        Releasing and re-taking the GIL per batch would make this thread queue
-        behind the gRPC threads once per batch (a convoy) and fall behind.
-        OSFile is unbuffered: when this returns, the batches are in the kernel
-        and survive a crash of this process.
-        """
-        if len(batches) == 1:
-            self._writer.write_batch(batches[0])
-        else:
-            self._writer.write_table(pa.Table.from_batches(batches, schema=self._schema))
-        self.rows += sum(batch.num_rows for batch in batches)
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append one batch; OSFile is unbuffered, so when this returns the
+        batch is in the kernel and survives a crash of this process."""
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
 
     @property
     def size(self) -> int:
@@ -102,23 +93,24 @@ class _OpenFile:
                 pass
 
 
-def _coalesce(batches: list[pa.RecordBatch], target_rows: int | None = None) -> list[pa.RecordBatch]:
-    """Consecutive batches concatenated into batches of about ``target_rows`` rows (order kept)."""
+def _coalesce(batches: list[pa.RecordBatch], target_rows: int | None = None):
+    """Yield the batches concatenated into batches of about ``target_rows`` rows, in order.
+
+    Consumes ``batches`` from the front as it goes, so each original is freed
+    once its concatenation is written: the writer never holds two copies of a
+    whole drain. A batch that is large alone is yielded as it is, not copied.
+    """
     target_rows = target_rows or COALESCE_ROWS
-    result: list[pa.RecordBatch] = []
-    group: list[pa.RecordBatch] = []
-    group_rows = 0
-    for batch in batches + [None]:
-        if batch is None or (group and group_rows + batch.num_rows > target_rows):
-            if len(group) == 1:
-                result.append(group[0])
-            elif group:
-                result.extend(pa.Table.from_batches(group).combine_chunks().to_batches())
-            group, group_rows = [], 0
-        if batch is not None:
-            group.append(batch)
-            group_rows += batch.num_rows
-    return result
+    while batches:
+        group = [batches.pop(0)]
+        rows = group[0].num_rows
+        while batches and rows + batches[0].num_rows <= target_rows:
+            rows += batches[0].num_rows
+            group.append(batches.pop(0))
+        if len(group) == 1:
+            yield group[0]
+        else:
+            yield from pa.Table.from_batches(group).combine_chunks().to_batches()
 
 
 class SignalWriter:
@@ -245,24 +237,27 @@ class SignalWriter:
         self._unwritten = []
         if not batches:
             return
-        batches = _coalesce(batches)
-        rows = sum(batch.num_rows for batch in batches)
+        written_rows = written_batches = 0
+        batch = None
         try:
             if self._file is None:
                 self._open_file()
-            self._file.write_all(batches)
+            for batch in _coalesce(batches):  # consumes `batches` as it goes
+                self._file.write(batch)
+                written_rows += batch.num_rows
+                written_batches += 1
+                batch = None
         except OSError as error:
             # Keep what did not reach the file and retry on the next tick: accepted
             # rows are never dropped; the buffer fills up and pushes back meanwhile.
             self._last_error = f"write failed: {error}"
             log.error("%s: %s; will retry", self.signal, self._last_error)
             self.counters.add(write_errors=1)
-            self._unwritten = self._not_in_broken_file(batches)
-            written = rows - sum(batch.num_rows for batch in self._unwritten)
-            self.counters.add(written_rows=written, written_batches=len(batches) - len(self._unwritten))
+            self._unwritten = self._not_in_broken_file(([batch] if batch is not None else []) + batches)
             return
+        finally:
+            self.counters.add(written_rows=written_rows, written_batches=written_batches)
         self.buffer.release_held()
-        self.counters.add(written_rows=rows, written_batches=len(batches))
         self._last_error = None
         self._update_state()
 

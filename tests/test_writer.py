@@ -261,24 +261,23 @@ def test_a_failed_write_is_retried_without_loss_or_duplicates(make_writer, tmp_p
     """Fault injection: the disk fails after the first batch of a write reached the file."""
     from otlpd import writer as writer_module
 
-    real_write_all = writer_module._OpenFile.write_all
-    failures = []
+    real_write = writer_module._OpenFile.write
+    calls = []
 
-    def failing_write_all(self, batches):
-        if not failures:
-            failures.append(len(batches))
-            self._writer.write_batch(batches[0])  # reached the file, then the disk failed
+    def failing_write(self, batch):
+        calls.append(batch.num_rows)
+        if len(calls) == 2:  # the first batch reached the file, then the disk failed
             raise OSError(28, "No space left on device")
-        real_write_all(self, batches)
+        real_write(self, batch)
 
-    monkeypatch.setattr(writer_module._OpenFile, "write_all", failing_write_all)
+    monkeypatch.setattr(writer_module._OpenFile, "write", failing_write)
     monkeypatch.setattr(writer_module, "COALESCE_ROWS", 1000)
     writer = make_writer(write_interval=60)
     for start in range(0, 3000, 1000):  # three batches of 1000 rows: written as they are
         push(writer.buffer, range(start, start + 1000))
     writer._wake.set()
     wait_until(lambda: writer.status().get("write_errors") == 1)
-    assert failures == [3]
+    assert calls == [1000, 1000]
     assert "No space left" in writer.status()["last_error"]
     writer.rotate()  # the retry writes the two batches that did not reach the broken file
     writer.stop()
@@ -291,7 +290,9 @@ def test_coalesce_keeps_order_and_groups_small_batches():
 
     batches = [make_batch(range(start, start + 300)) for start in range(0, 3000, 300)]
     big = make_batch(range(3000, 5000))
-    result = _coalesce(batches + [big], target_rows=1000)
+    pending = batches + [big]
+    result = list(_coalesce(pending, target_rows=1000))
+    assert pending == []  # consumed as it went
     assert [batch.num_rows for batch in result] == [900, 900, 900, 300, 2000]
     assert result[-1] is big  # a batch that is large alone is not copied
     assert pa.Table.from_batches(result).column("id").to_pylist() == list(range(5000))
