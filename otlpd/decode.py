@@ -1,9 +1,75 @@
 """The decoding seam: Export request bytes -> one pyarrow.RecordBatch per request.
 
-The receiver calls ``DECODERS[signal](data)``. Today every decoder is the
-protobuf reference path in :mod:`otlpd.schema`; a native decoder replaces the
-entries here without the receiver noticing.
-"""
-from otlpd.schema import DECODERS, DecodeError
+The receiver calls ``DECODERS[signal](data)`` and catches ``DecodeError``.
+Two implementations produce identical batches (same schema, same values):
 
-__all__ = ["DECODERS", "DecodeError"]
+* ``"cython"``: :mod:`otlpd._decoder`, a wire-format parser that runs without
+  the GIL and builds the batch through the Arrow C Data Interface
+  (docs/DECODER.md);
+* ``"protobuf"``: the reference path in :mod:`otlpd.schema` (protobuf message
+  objects, then ``pa.array`` per column).
+
+Selection, made once at import time (same convention as :mod:`otlpd.buffer`):
+
+* ``OTLPD_PURE_PYTHON=1`` in the environment: the protobuf path;
+* otherwise ``otlpd._decoder`` (built by ``python setup.py build_ext --inplace``
+  or by installing the package); if it is not importable, the protobuf path.
+
+``IMPLEMENTATION`` says which one was chosen; ``implementations()`` lists every
+importable one (for tests and benchmarks). Both raise only
+:class:`otlpd.schema.DecodeError` for malformed input.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from types import ModuleType
+from typing import Callable
+
+import pyarrow as pa
+
+from otlpd import schema
+from otlpd.schema import DecodeError
+
+__all__ = ["DECODERS", "DecodeError", "IMPLEMENTATION", "implementations"]
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes], pa.RecordBatch]
+
+
+def _import_cython() -> ModuleType | None:
+    """``otlpd._decoder``, or None if the extension cannot be imported."""
+    try:
+        return importlib.import_module("otlpd._decoder")
+    except ModuleNotFoundError as error:
+        if error.name != "otlpd._decoder":
+            raise
+        log.debug("otlpd._decoder is not built")
+        return None
+    except ImportError as error:
+        # Built but unusable (compiled for another Python, big-endian host...): say so.
+        log.warning("cannot import the Cython decoder otlpd._decoder: %s", error)
+        return None
+
+
+def implementations() -> dict[str, dict[str, Decoder]]:
+    """Every importable decoder set by name ("protobuf", "cython"), whatever was chosen."""
+    found: dict[str, dict[str, Decoder]] = {"protobuf": dict(schema.DECODERS)}
+    module = _import_cython()
+    if module is not None:
+        found["cython"] = dict(module.DECODERS)
+    return found
+
+
+def _select() -> tuple[str, dict[str, Decoder]]:
+    if os.environ.get("OTLPD_PURE_PYTHON") == "1":
+        return "protobuf", dict(schema.DECODERS)
+    module = _import_cython()
+    if module is None:
+        return "protobuf", dict(schema.DECODERS)
+    return "cython", dict(module.DECODERS)
+
+
+IMPLEMENTATION, DECODERS = _select()
