@@ -43,7 +43,7 @@ SCENARIOS = {
     "logs-1000": ("logs", 1000),
 }
 TARGETS = ("null", "otlpd", "rotel")
-NULL_THREADS = 16  # otlpd's default receiver.threads
+NULL_THREADS = 4  # otlpd's default receiver.threads
 START_TIMEOUT = 60.0
 MIB = 1024 * 1024
 

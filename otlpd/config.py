@@ -133,7 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("receiver.workers", 1, parse_int,
             "receiver processes sharing the port (SO_REUSEPORT); each writes its own files",
             _positive),
-    Setting("receiver.threads", 16, parse_int,
+    Setting("receiver.threads", 4, parse_int,
             "gRPC worker threads (requests decoded at once)", _positive),
     Setting("receiver.retry_delay", 1.0, parse_duration,
             "RetryInfo delay sent with UNAVAILABLE when a buffer is full", _positive),
