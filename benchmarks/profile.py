@@ -76,8 +76,9 @@ def main() -> int:
         def start_profiler():  # once every client is connected and warm
             spies.append(subprocess.Popen(
                 ["py-spy", "record", "-p", str(daemon.pid), "--subprocesses", "-r", "100",
-                 "-d", str(int(args.duration)), "-f", "raw", "-o", str(raw), "--nonblocking",
-                 *(["--native"] if args.native else [])],
+                 "-d", str(int(args.duration)), "-f", "raw", "-o", str(raw),
+                 # native stacks need the process paused while sampling
+                 *(["--native"] if args.native else ["--nonblocking"])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
         result = run_load(endpoint=f"127.0.0.1:{port}", signal=args.signal,
@@ -88,6 +89,9 @@ def main() -> int:
         daemon.wait(120)
         print(f"load: {result['items_per_s']:,.0f} items/s, p50 {result['p50_ms']:.1f} ms, "
               f"p99 {result['p99_ms']:.1f} ms")
+        if not raw.exists():
+            print("py-spy recorded nothing (is ptrace allowed here?)", file=sys.stderr)
+            return 1
         print(summarize(raw))
     return 0
 
