@@ -18,32 +18,17 @@ tests and benchmarks).
 """
 from __future__ import annotations
 
-import importlib
-import logging
-import os
-
 from otlpd import buffer_py
+from otlpd._impl import import_extension, pure_python_requested
 from otlpd.buffer_py import BatchTooLarge, BufferFull
 
 __all__ = ["BatchBuffer", "BatchTooLarge", "BufferFull", "IMPLEMENTATION", "implementations"]
 
-log = logging.getLogger(__name__)
-
 
 def _import_cython() -> type | None:
     """``otlpd._buffer.BatchBuffer``, or None if the extension cannot be imported."""
-    try:
-        _buffer = importlib.import_module("otlpd._buffer")
-    except ModuleNotFoundError as error:
-        if error.name != "otlpd._buffer":
-            raise
-        log.debug("otlpd._buffer is not built")
-        return None
-    except ImportError as error:
-        # Built but unusable (e.g. compiled for another Python): say so.
-        log.warning("cannot import the Cython buffer otlpd._buffer: %s", error)
-        return None
-    return _buffer.BatchBuffer
+    module = import_extension("otlpd._buffer")
+    return None if module is None else module.BatchBuffer
 
 
 def implementations() -> dict[str, type]:
@@ -56,7 +41,7 @@ def implementations() -> dict[str, type]:
 
 
 def _select() -> tuple[str, type]:
-    if os.environ.get("OTLPD_PURE_PYTHON") == "1":
+    if pure_python_requested():
         return "python", buffer_py.BatchBuffer
     cython_cls = _import_cython()
     if cython_cls is None:

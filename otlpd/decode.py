@@ -21,37 +21,24 @@ importable one (for tests and benchmarks). Both raise only
 """
 from __future__ import annotations
 
-import importlib
-import logging
-import os
 from types import ModuleType
 from typing import Callable
 
 import pyarrow as pa
 
 from otlpd import schema
+from otlpd._impl import import_extension, pure_python_requested
 from otlpd.schema import DecodeError
 
 __all__ = ["DECODERS", "DecodeError", "IMPLEMENTATION", "implementations"]
 
-log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes], pa.RecordBatch]
 
 
 def _import_cython() -> ModuleType | None:
     """``otlpd._decoder``, or None if the extension cannot be imported."""
-    try:
-        return importlib.import_module("otlpd._decoder")
-    except ModuleNotFoundError as error:
-        if error.name != "otlpd._decoder":
-            raise
-        log.debug("otlpd._decoder is not built")
-        return None
-    except ImportError as error:
-        # Built but unusable (compiled for another Python, big-endian host...): say so.
-        log.warning("cannot import the Cython decoder otlpd._decoder: %s", error)
-        return None
+    return import_extension("otlpd._decoder")
 
 
 def implementations() -> dict[str, dict[str, Decoder]]:
@@ -64,7 +51,7 @@ def implementations() -> dict[str, dict[str, Decoder]]:
 
 
 def _select() -> tuple[str, dict[str, Decoder]]:
-    if os.environ.get("OTLPD_PURE_PYTHON") == "1":
+    if pure_python_requested():
         return "protobuf", dict(schema.DECODERS)
     module = _import_cython()
     if module is None:
