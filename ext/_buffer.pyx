@@ -304,6 +304,15 @@ cdef class BatchBuffer:
                 value = self._c.pending_bytes
         return value
 
+    @property
+    def free_bytes(self):
+        """Bytes a push can still take: max_bytes minus pending and held bytes."""
+        cdef int64_t value
+        with nogil:
+            with self._lock:
+                value = self.max_bytes - self._c.pending_bytes - self._c.held_bytes
+        return value
+
     def stats(self):
         """stats() -> dict
 

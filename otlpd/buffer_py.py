@@ -221,6 +221,12 @@ class BatchBuffer:
             return self._pending_bytes
 
     @property
+    def free_bytes(self) -> int:
+        """Bytes a push can still take: ``max_bytes`` minus pending and held bytes."""
+        with self._lock:
+            return self._max_bytes - self._pending_bytes - self._held_bytes
+
+    @property
     def max_bytes(self) -> int:
         """Bound on ``pending_bytes`` (fixed at construction)."""
         return self._max_bytes

@@ -72,33 +72,32 @@ class Receiver:
 
     def export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> bytes:
         intake = self._intakes[signal]
-        buffer = intake.buffer
-        if buffer.pending_bytes + len(request) > buffer.max_bytes:
-            # Decoded rows are larger than their wire form: this request cannot fit
-            # now, so answer before spending a decode on it.
-            intake.counters.add(requests=1, request_bytes=len(request), rejected_buffer_full_requests=1)
-            context.abort_with_status(self._full[signal])
+        counts = {"requests": 1, "request_bytes": len(request)}  # added once, however it ends
         try:
-            batch = intake.decode(request)
-        except DecodeError as error:
-            intake.counters.add(requests=1, request_bytes=len(request), rejected_invalid_requests=1)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        rows = batch.num_rows
-        if rows == 0:
-            intake.counters.add(requests=1, request_bytes=len(request))
-            return EMPTY_RESPONSE
-        try:
-            pending = buffer.push(batch, batch.get_total_buffer_size(), rows)
-        except BatchTooLarge as error:
-            # Never fits: RESOURCE_EXHAUSTED without RetryInfo is not retried (OTLP spec).
-            intake.counters.add(requests=1, request_bytes=len(request),
-                                rejected_too_large_requests=1, rejected_too_large_items=rows)
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{signal}: {error}")
-        except BufferFull:
-            intake.counters.add(requests=1, request_bytes=len(request),
-                                rejected_buffer_full_requests=1, rejected_buffer_full_items=rows)
-            context.abort_with_status(self._full[signal])
-        intake.counters.add(requests=1, request_bytes=len(request))
+            if len(request) > intake.buffer.free_bytes:
+                # Decoded rows are larger than their wire form: this request cannot fit
+                # now, so answer before spending a decode on it.
+                counts["rejected_buffer_full_requests"] = 1
+                context.abort_with_status(self._full[signal])
+            try:
+                batch = intake.decode(request)
+            except DecodeError as error:
+                counts["rejected_invalid_requests"] = 1
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            rows = batch.num_rows
+            if rows == 0:
+                return EMPTY_RESPONSE
+            try:
+                pending = intake.buffer.push(batch, batch.get_total_buffer_size(), rows)
+            except BatchTooLarge as error:
+                # Never fits: RESOURCE_EXHAUSTED without RetryInfo is not retried (OTLP spec).
+                counts.update(rejected_too_large_requests=1, rejected_too_large_items=rows)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{signal}: {error}")
+            except BufferFull:
+                counts.update(rejected_buffer_full_requests=1, rejected_buffer_full_items=rows)
+                context.abort_with_status(self._full[signal])
+        finally:
+            intake.counters.add(**counts)
         intake.on_pending(pending)
         return EMPTY_RESPONSE
 

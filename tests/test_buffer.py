@@ -552,7 +552,9 @@ def test_held_batches_count_against_the_bounds_until_released(buffer_cls):
     assert buffer.push("c", 40, 6) == 6
     assert buffer.drain(hold=True) == ["c"]
     assert buffer.stats()["held_bytes"] == 100
+    assert buffer.free_bytes == 0
     buffer.release_held()
+    assert buffer.free_bytes == 100
     assert buffer.stats()["held_bytes"] == buffer.stats()["held_items"] == 0
     assert buffer.push("d", 100, 10) == 10
     assert buffer.drain() == ["d"]  # without hold nothing stays counted

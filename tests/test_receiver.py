@@ -146,3 +146,30 @@ def test_stop_drains_what_was_accepted(tmp_path, buffer_cls):
         directory = tmp_path / "data" / signal
         assert not list(directory.glob("*.part"))
         assert ds.dataset(str(directory), format="ipc").count_rows() == 7
+
+
+def test_request_larger_than_free_bytes_is_refused_before_decoding(tmp_path):
+    daemon = start_daemon(tmp_path, **{
+        "receiver.max_request_bytes": "1MiB", "buffer.max_bytes": "1MiB", "writer.write_interval": "1h"})
+    try:
+        with grpc.insecure_channel(daemon.endpoint) as channel:
+            request = trace_request(400).SerializeToString()
+            while True:  # fill the buffer until it pushes back
+                try:
+                    export(channel, "traces", request)
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE
+                    break
+            counters = daemon.status.snapshot()["signals"]["traces"]["receiver"]
+            free = daemon.buffers["traces"].free_bytes
+            bigger = trace_request(2000).SerializeToString()
+            assert len(bigger) > free
+            error = status_code(export, channel, "traces", bigger)
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert rpc_status.from_call(error) is not None  # RetryInfo, like any full buffer
+            after = daemon.status.snapshot()["signals"]["traces"]["receiver"]
+            assert after["rejected_buffer_full_requests"] == counters["rejected_buffer_full_requests"] + 1
+            # no decode happened: no rows were counted for the refused request
+            assert after.get("rejected_buffer_full_items", 0) == counters.get("rejected_buffer_full_items", 0)
+    finally:
+        daemon.stop()
