@@ -1121,8 +1121,10 @@ cdef inline const void* take(Buf* b) noexcept nogil:
     cdef uint8_t* q = b.p
     if q == NULL or b.len == 0:
         return <const void*>ZERO_BUF  # q (if any) stays in the Buf and is freed with the tree
-    if b.cap - b.len > 4096 and b.cap > 2 * b.len:
-        # Give back the geometric-growth slack so batch.nbytes ~ real memory.
+    if b.cap - b.len > 64:
+        # Give back the geometric-growth slack so batch.nbytes ~ real memory
+        # (the buffer bounds count nbytes). Shrinking is cheap: glibc splits a
+        # heap chunk in place and mremaps a mapped one, neither copies.
         q = <uint8_t*>realloc(b.p, <size_t>b.len)
         if q == NULL:
             q = b.p

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from otlpd import schema
+from otlpd import memory, schema
 from otlpd.buffer import IMPLEMENTATION as BUFFER_IMPLEMENTATION
 from otlpd.buffer import BatchBuffer
 from otlpd.config import Config, ConfigError
@@ -89,6 +89,7 @@ class Daemon:
             "grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
             "instance": self.instance,
             "buffer_implementation": BUFFER_IMPLEMENTATION, "pid": os.getpid(),
+            "memory": dict(memory.APPLIED),
         })
 
     @property

@@ -24,6 +24,7 @@ from typing import Any
 from otlpd import files, schema
 from otlpd.config import Config, ConfigError
 from otlpd.daemon import Daemon, check_output_dir, writer_settings
+from otlpd.memory import configure_process_memory
 from otlpd.receiver import BindError, check_bindable
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def _worker_main(values: dict, instance: str, share: int, retention: bool, conn)
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     logging.basicConfig(level=values["log_level"].upper(),
                         format=f"%(asctime)s %(levelname)s %(name)s[{instance}]: %(message)s")
+    configure_process_memory()
     parent = os.getppid()
     daemon = Daemon(Config(values), instance=instance, share=share, reuse_port=True,
                     recover=False, retention=retention)

@@ -296,3 +296,15 @@ def test_coalesce_keeps_order_and_groups_small_batches():
     assert [batch.num_rows for batch in result] == [900, 900, 900, 300, 2000]
     assert result[-1] is big  # a batch that is large alone is not copied
     assert pa.Table.from_batches(result).column("id").to_pylist() == list(range(5000))
+
+
+def test_coalesce_bounds_the_bytes_of_each_group():
+    from otlpd.writer import _coalesce
+
+    # ids of one width: every batch has the same size in bytes
+    batches = [make_batch(range(start, start + 100)) for start in range(1000, 2000, 100)]
+    per_batch = batches[0].nbytes
+    assert {batch.nbytes for batch in batches} == {per_batch}
+    result = list(_coalesce(list(batches), target_rows=10_000, target_bytes=3 * per_batch))
+    assert [batch.num_rows for batch in result] == [300, 300, 300, 100]
+    assert pa.Table.from_batches(result).column("id").to_pylist() == list(range(1000, 2000))
