@@ -124,3 +124,14 @@ def test_micro_benchmarks_run_once():
     done = _run("-m", "pytest", "benchmarks", "-q", "--benchmark-disable", "-p", "no:cacheprovider")
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def test_cost_model_prints_every_stage_and_the_ceiling():
+    done = _run("-m", "benchmarks.cost_model", "--quick", "--grpc-us", "0.5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for signal in ("traces", "metrics", "logs"):
+        assert f"{signal} (20 items/request" in done.stdout
+    for stage in ("decode", "coalesce", "write zstd", "write  lz4", "write none"):
+        assert stage in done.stdout
+    ceilings = [line for line in done.stdout.splitlines() if "+ gRPC 0.500 us/item" in line]
+    assert len(ceilings) == 3 and all("items per CPU-second" in line for line in ceilings)

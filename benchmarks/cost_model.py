@@ -1,0 +1,137 @@
+"""Where a stored item's CPU goes: each stage of otlpd's path measured alone, per item.
+
+Stages, on the realistic requests of ``benchmarks/requests.py``, each the best of
+``--rounds`` rounds of CPU time (``time.process_time``: every thread of this process,
+so Arrow's compression threads count too):
+
+- decode: the daemon's decoder (Cython unless ``OTLPD_PURE_PYTHON=1``), request bytes
+  to one record batch, and its fixed cost per request (1-item requests);
+- coalesce: the writer's concatenation into groups of ``COALESCE_BYTES``;
+- write: Arrow IPC file writing of those groups to a real file, per compression.
+
+It then adds the gRPC cost per item of a server that does nothing (``--grpc-us``,
+from ``run_all``'s null server: CPU seconds / items) and prints the ceiling of items
+per CPU-second that follows, beside the decoded layout's bytes per item by column
+group (what the decoder, the concatenation and the compressor handle).
+
+Run: ``python -m benchmarks.cost_model`` (``--quick`` for the smoke test).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from benchmarks.requests import request_pool
+from otlpd.decode import DECODERS, IMPLEMENTATION
+from otlpd.writer import _coalesce
+
+SIGNALS = ("traces", "metrics", "logs")
+COMPRESSIONS = ("zstd", "lz4", "none")
+COMMON = ("resource_attributes", "resource_dropped_attributes_count", "resource_entity_refs",
+          "resource_schema_url", "service_name", "scope_name", "scope_version",
+          "scope_attributes", "scope_dropped_attributes_count", "scope_schema_url")
+
+
+def cpu_seconds(fn, rounds: int) -> float:
+    """Best CPU time of ``fn()`` over ``rounds`` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.process_time()
+        fn()
+        best = min(best, time.process_time() - began)
+    return best
+
+
+def write_file(batches: list[pa.RecordBatch], compression: str, path: Path) -> int:
+    options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batches[0].schema,
+                                                             options=options) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return path.stat().st_size
+
+
+def layout_bytes(batch: pa.RecordBatch) -> dict[str, float]:
+    """Decoded bytes per item: resource and scope columns, attribute lists, the rest."""
+    groups = {"resource+scope": 0, "attributes": 0, "other": 0}
+    for name, column in zip(batch.schema.names, batch.columns):
+        key = ("resource+scope" if name in COMMON
+               else "attributes" if name in ("attributes", "events", "links", "exemplars")
+               else "other")
+        groups[key] += column.nbytes
+    return {key: value / batch.num_rows for key, value in groups.items()}
+
+
+def measure(signal: str, items: int, copies: int, rounds: int, directory: Path) -> dict:
+    decode = DECODERS[signal]
+    pool = request_pool(signal, items)
+    total = len(pool) * items
+    result = {"decode": cpu_seconds(lambda: [decode(data) for data in pool], rounds) / total}
+    tiny = request_pool(signal, 1)
+    result["decode_fixed_per_request"] = cpu_seconds(
+        lambda: [decode(data) for _ in range(8) for data in tiny], rounds) / (8 * len(tiny))
+    batches = [decode(data) for data in pool] * copies
+    rows = sum(batch.num_rows for batch in batches)
+    result["coalesce"] = cpu_seconds(lambda: list(_coalesce(list(batches))), rounds) / rows
+    groups = list(_coalesce(list(batches)))
+    for compression in COMPRESSIONS:
+        path = directory / f"{signal}-{compression}.arrow"
+        result[f"write_{compression}"] = cpu_seconds(
+            lambda c=compression, p=path: write_file(groups, c, p), rounds) / rows
+        result[f"file_bytes_{compression}"] = write_file(groups, compression, path) / rows
+    result["wire_bytes"] = sum(len(data) for data in pool) / total
+    result["layout"] = layout_bytes(groups[0])
+    return result
+
+
+def report(signal: str, items: int, r: dict, grpc_us: float | None) -> list[str]:
+    us = {key: value * 1e6 for key, value in r.items() if isinstance(value, float)}
+    layout = ", ".join(f"{key} {value:,.0f}" for key, value in r["layout"].items())
+    lines = [
+        f"{signal} ({items} items/request, decoder {IMPLEMENTATION}): "
+        f"wire {r['wire_bytes']:,.0f} B/item; decoded {sum(r['layout'].values()):,.0f} B/item "
+        f"({layout})",
+        f"  decode {us['decode']:.3f} us/item (+ {us['decode_fixed_per_request']:.1f} us fixed "
+        f"a request); coalesce {us['coalesce']:.3f} us/item",
+    ]
+    for compression in COMPRESSIONS:
+        lines.append(f"  write {compression:>4}: {us['write_' + compression]:.3f} us/item, "
+                     f"file {r['file_bytes_' + compression]:,.0f} B/item")
+    stages = us["decode"] + us["decode_fixed_per_request"] / items + us["coalesce"] + us["write_zstd"]
+    lines.append(f"  stages with zstd: {stages:.3f} us/item -> at most "
+                 f"{1e6 / stages:,.0f} items per CPU-second without gRPC")
+    if grpc_us is not None:
+        total = stages + grpc_us
+        lines.append(f"  + gRPC {grpc_us:.3f} us/item (null server) = {total:.3f} us/item -> "
+                     f"at most {1e6 / total:,.0f} items per CPU-second")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--signals", default=",".join(SIGNALS))
+    parser.add_argument("--items-per-request", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=8,
+                        help="the request pool is repeated this many times for the writer stages")
+    parser.add_argument("--grpc-us", type=float, default=None,
+                        help="gRPC CPU microseconds per item of the null server, from run_all")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (smoke test)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.items_per_request, args.rounds, args.copies = 20, 1, 1
+    with tempfile.TemporaryDirectory(prefix="otlpd-cost-") as tmp:
+        for signal in args.signals.split(","):
+            r = measure(signal, args.items_per_request, args.copies, args.rounds, Path(tmp))
+            print("\n".join(report(signal, args.items_per_request, r, args.grpc_us)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
