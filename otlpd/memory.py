@@ -1,4 +1,4 @@
-"""Allocator settings for the daemon process (docs/PERFORMANCE.md, "Memory").
+"""Allocator settings for the daemon process (docs/PERFORMANCE.md, "What changed").
 
 Applied by ``otlpd run`` and by each worker process before anything is
 allocated, never on import: an application that embeds otlpd keeps its own
@@ -10,19 +10,18 @@ glibc's default thresholds peaked at 531-548 MiB, because both allocators keep
 freed pages of the 32 MiB concatenated batches and of large decoder buffers for
 reuse. Arrow's system pool plus a fixed 4 MiB glibc mmap threshold returns
 every block of 4 MiB or more to the kernel when it is freed: 456-475 MiB at the
-same throughput. A 256 KiB threshold peaked lower (426-473 MiB) but cost 10-20 %
-of the throughput in page faults on fresh pages.
+same throughput. In a later window, where the load filled the buffer less, both
+peaked alike (436-485 MiB): the settings matter when the buffer runs full. A
+256 KiB threshold peaked lower (426-473 MiB) but cost 10-20 % of the throughput
+in page faults on fresh pages.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import os
 
 import pyarrow as pa
-
-log = logging.getLogger(__name__)
 
 MMAP_THRESHOLD = 4 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
