@@ -25,14 +25,18 @@ def traces_batches(requests: int = REQUESTS) -> tuple[pa.RecordBatch, ...]:
     return tuple(decode_traces(trace_request_bytes(1000, seed=seed)) for seed in range(requests))
 
 
-def write_ipc(batches, compression: str) -> int:
-    """Write ``batches`` as one IPC file in memory, as the daemon would; returns the file size."""
-    sink = pa.BufferOutputStream()
+def write_ipc(batches, compression: str, path=None) -> int:
+    """Write ``batches`` as one IPC file with the daemon's options, in memory or to ``path``
+    (through the page cache, like the daemon); returns the file size."""
+    sink = pa.BufferOutputStream() if path is None else pa.OSFile(str(path), "wb")
     options = WriterSettings(compression=compression).ipc_options()
-    with pa.ipc.new_file(sink, batches[0].schema, options=options) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-    return sink.tell()
+    try:
+        with pa.ipc.new_file(sink, batches[0].schema, options=options) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        return sink.tell()
+    finally:
+        sink.close()
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)

@@ -26,15 +26,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from benchmarks.bench_write import COMPRESSIONS, write_ipc
 from benchmarks.requests import request_pool
 from otlpd.decode import DECODERS, IMPLEMENTATION
+from otlpd.schema import COMMON_FIELDS, SIGNALS
 from otlpd.writer import _coalesce
 
-SIGNALS = ("traces", "metrics", "logs")
-COMPRESSIONS = ("zstd", "lz4", "none")
-COMMON = ("resource_attributes", "resource_dropped_attributes_count", "resource_entity_refs",
-          "resource_schema_url", "service_name", "scope_name", "scope_version",
-          "scope_attributes", "scope_dropped_attributes_count", "scope_schema_url")
+COMMON = {field.name for field in COMMON_FIELDS}  # resource and scope columns
 
 
 def cpu_seconds(fn, rounds: int) -> float:
@@ -46,15 +44,6 @@ def cpu_seconds(fn, rounds: int) -> float:
         fn()
         best = min(best, time.process_time() - began)
     return best
-
-
-def write_file(batches: list[pa.RecordBatch], compression: str, path: Path) -> int:
-    options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batches[0].schema,
-                                                             options=options) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-    return path.stat().st_size
 
 
 def layout_bytes(batch: pa.RecordBatch) -> dict[str, float]:
@@ -83,8 +72,8 @@ def measure(signal: str, items: int, copies: int, rounds: int, directory: Path) 
     for compression in COMPRESSIONS:
         path = directory / f"{signal}-{compression}.arrow"
         result[f"write_{compression}"] = cpu_seconds(
-            lambda c=compression, p=path: write_file(groups, c, p), rounds) / rows
-        result[f"file_bytes_{compression}"] = write_file(groups, compression, path) / rows
+            lambda c=compression, p=path: write_ipc(groups, c, p), rounds) / rows
+        result[f"file_bytes_{compression}"] = write_ipc(groups, compression, path) / rows
     result["wire_bytes"] = sum(len(data) for data in pool) / total
     result["layout"] = layout_bytes(groups[0])
     return result

@@ -34,7 +34,8 @@ def configure_process_memory() -> dict:
     """Use Arrow's system memory pool and glibc's mmap for blocks >= 4 MiB.
 
     ``ARROW_DEFAULT_MEMORY_POOL`` set in the environment wins over the pool
-    choice. Returns what was applied (for the status snapshot and the log).
+    choice. Returns what was applied, which is also kept in APPLIED for the
+daemon's status snapshot.
     """
     applied = APPLIED
     applied.clear()
