@@ -26,8 +26,9 @@ for the same bytes; docs/DECODER.md describes the design. In short:
    exactly what upb (the protobuf runtime behind the reference) accepts:
    varint/length limits, wire types, groups, UTF-8 of ``string`` fields, packed
    lengths, upb's nesting limit of 100. Anything else is a DecodeError.
-3. ``export_col()`` moves the buffers into ``struct ArrowArray`` nodes and
-   pyarrow imports the whole batch with one ``RecordBatch._import_from_c``.
+3. ``export_tree()`` copies the columns into one block of ``struct ArrowArray``
+   nodes and their buffers, and pyarrow imports the whole batch with one
+   ``RecordBatch._import_from_c``. The column trees are pooled and reused.
 
 Steps 1-3 run in one ``with nogil:`` block. A few valid but pathological
 encodings that the columns cannot reproduce cheaply (see FALLBACK below and
@@ -1087,94 +1088,256 @@ cdef void replicate(Ctx* c, int lo, int hi, int64_t times) noexcept nogil:
 
 # ============================================================== export
 
-# Shared by every empty (zero-byte) buffer; release_node never frees it.
+# Shared by every empty (zero-byte) buffer; never freed.
 cdef uint64_t ZERO_BUF[2]
 memset(ZERO_BUF, 0, sizeof(ZERO_BUF))
 
+cdef extern from *:
+    """
+    static inline long otlpd_refs_release(long *refs) {
+        return __atomic_sub_fetch(refs, 1, __ATOMIC_ACQ_REL);
+    }
+    """
+    long refs_release "otlpd_refs_release"(long* refs) noexcept nogil
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    #ifndef MAP_ANONYMOUS
+    #define MAP_ANONYMOUS MAP_ANON
+    #endif
+    #ifndef MAP_POPULATE
+    #define MAP_POPULATE 0
+    #endif
+    #include <sched.h>
+    static char otlpd_map_cache_busy = 0;
+    static inline void otlpd_map_cache_lock(void) {
+        while (__atomic_test_and_set(&otlpd_map_cache_busy, __ATOMIC_ACQUIRE)) sched_yield();
+    }
+    static inline void otlpd_map_cache_unlock(void) {
+        __atomic_clear(&otlpd_map_cache_busy, __ATOMIC_RELEASE);
+    }
+    """
+    void map_cache_lock "otlpd_map_cache_lock"() noexcept nogil
+    void map_cache_unlock "otlpd_map_cache_unlock"() noexcept nogil
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset) nogil
+    int munmap(void* addr, size_t length) nogil
+    void* MAP_FAILED
+    int PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_POPULATE
+
+# Blocks of at least this size get a mapping of their own (glibc's default mmap
+# threshold), prefaulted with MAP_POPULATE, and are unmapped when released.
+# Measured under full load (docs/DECODER.md, "Memory"): from malloc, freed
+# batches left 100-200 MiB of free but resident chunks in glibc's arenas;
+# mapped, the daemon's RSS follows the batches it holds. Fresh pages cost
+# decode time, so up to MAP_CACHE_BYTES of released mappings are kept for
+# reuse: a fixed bound on what is resident but unused.
+cdef int64_t MAP_MIN_BYTES = 128 * 1024
+cdef int64_t MAP_GRAIN = 64 * 1024       # mapping sizes are multiples of this
+cdef int64_t MAP_CACHE_BYTES = 16 * 1024 * 1024
+cdef enum:
+    MAP_CACHE_SLOTS = 32
+
+cdef struct Mapping:
+    void* p
+    int64_t size
+
+# Touched only under map_cache_lock() (any thread: blocks are released wherever
+# the last reference to a batch goes).
+cdef Mapping MAP_CACHE[MAP_CACHE_SLOTS]
+cdef int MAP_CACHE_N = 0
+cdef int64_t MAP_CACHED = 0
+
+
+cdef void* map_get(int64_t* size) noexcept nogil:
+    """A mapping of at least *size bytes (updated to its real size) or NULL:
+    the smallest cached one no more than twice as large, else a new one."""
+    global MAP_CACHE_N, MAP_CACHED
+    cdef int64_t need = (size[0] + MAP_GRAIN - 1) // MAP_GRAIN * MAP_GRAIN
+    cdef int i
+    cdef int best = -1
+    cdef void* p = NULL
+    map_cache_lock()
+    for i in range(MAP_CACHE_N):
+        if (MAP_CACHE[i].size >= need and MAP_CACHE[i].size <= 2 * need
+                and (best < 0 or MAP_CACHE[i].size < MAP_CACHE[best].size)):
+            best = i
+    if best >= 0:
+        p = MAP_CACHE[best].p
+        need = MAP_CACHE[best].size
+        MAP_CACHED -= need
+        MAP_CACHE_N -= 1
+        MAP_CACHE[best] = MAP_CACHE[MAP_CACHE_N]
+    map_cache_unlock()
+    if p == NULL:
+        p = mmap(NULL, <size_t>need, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+        if p == MAP_FAILED:
+            return NULL
+    size[0] = need
+    return p
+
+
+cdef void map_put(void* p, int64_t size) noexcept nogil:
+    """Keep a released mapping for reuse if the cache has room, else unmap it."""
+    global MAP_CACHE_N, MAP_CACHED
+    cdef bint kept = False
+    map_cache_lock()
+    if MAP_CACHE_N < MAP_CACHE_SLOTS and MAP_CACHED + size <= MAP_CACHE_BYTES:
+        MAP_CACHE[MAP_CACHE_N].p = p
+        MAP_CACHE[MAP_CACHE_N].size = size
+        MAP_CACHE_N += 1
+        MAP_CACHED += size
+        kept = True
+    map_cache_unlock()
+    if not kept:
+        munmap(p, <size_t>size)
+
+
+cdef enum:
+    ALIGN = 64   # every buffer starts on a 64-byte boundary, as Arrow allocates them
+
+
+cdef inline int64_t aligned(int64_t n) noexcept nogil:
+    return (n + (ALIGN - 1)) & ~(<int64_t>(ALIGN - 1))
+
+
+# An exported batch lives in ONE block: a header holding the count of nodes not
+# yet released, then, node by node, its buffer-pointer array, its children's
+# pointer array and structs, and its buffers, each 64-byte aligned. One
+# allocation (and one free) per batch instead of one per buffer: the decoder's
+# growable column buffers stay in the pooled trees and are reused, and a batch's
+# memory goes back to the kernel when it is released (MAP_MIN_BYTES;
+# docs/DECODER.md, "Memory").
+cdef struct Block:
+    long refs
+    int64_t mapped   # > 0: the block is its own mapping of this many bytes
+
 
 cdef void release_node(ArrowArray* a) noexcept nogil:
-    """Release callback of every node: releases its children, frees its buffers.
+    """Release callback of every node: releases its children still owned, then
+    drops the node's reference on the batch's block (freed with the last one).
 
-    Each node owns one block holding its buffer-pointer array, its children
-    pointer array and its children's structs, so a consumer may move a child
-    out (copy the struct, mark ours released) and release it independently.
+    A consumer may move a child out (copy the struct, mark ours released) and
+    release it later: the block lives until every node is released.
     """
     cdef int64_t i
     cdef ArrowArray* ch
+    cdef Block* block = <Block*>a.private_data
     for i in range(a.n_children):
         ch = a.children[i]
         if ch.release != NULL:
             ch.release(ch)
-    if a.buffers != NULL:
-        for i in range(a.n_buffers):
-            if a.buffers[i] != <const void*>ZERO_BUF:
-                free(<void*>a.buffers[i])
-        free(<void*>a.buffers)  # the node's block
     a.buffers = NULL
     a.children = NULL
     a.n_children = 0
     a.release = NULL
+    a.private_data = NULL
+    if block != NULL and refs_release(&block.refs) == 0:
+        if block.mapped:
+            map_put(block, block.mapped)
+        else:
+            free(block)
 
 
-cdef inline const void* take(Buf* b) noexcept nogil:
-    """Move a value buffer out of its Buf (the shared zero buffer if empty)."""
-    cdef uint8_t* q = b.p
-    if q == NULL or b.len == 0:
-        return <const void*>ZERO_BUF  # q (if any) stays in the Buf and is freed with the tree
-    if b.cap - b.len > 64:
-        # Give back the geometric-growth slack so batch.nbytes ~ real memory
-        # (the buffer bounds count nbytes). Shrinking is cheap: glibc splits a
-        # heap chunk in place and mremaps a mapped one, neither copies.
-        q = <uint8_t*>realloc(b.p, <size_t>b.len)
-        if q == NULL:
-            q = b.p
-    b.p = NULL
-    b.len = 0
-    b.cap = 0
-    return <const void*>q
+cdef inline int64_t node_meta(Col* col) noexcept nogil:
+    """Bytes of a node's buffer-pointer array plus its children's pointers and structs."""
+    cdef int nb = 1 if col.kind == C_STRUCT else (3 if col.kind == C_BIN else 2)
+    return aligned(nb * sizeof(void*) + col.n_children * (sizeof(ArrowArray*) + sizeof(ArrowArray)))
 
 
-cdef int export_col(Col* col, ArrowArray* a) noexcept nogil:
-    """Move col's buffers into the zeroed node `a`, which then owns them.
-
-    On failure `a` holds what was moved so far; release_node(a) frees it.
-    """
-    cdef int nb, nc, i
-    cdef uint8_t* block
-    cdef const void** bufs
-    cdef ArrowArray* kids
+cdef int export_size(Col* col, int64_t* nodes, int64_t* nbytes) noexcept nogil:
+    """First pass: finish AnyValue columns; count nodes and the bytes of the block."""
     cdef Ctx tmp
-    a.release = release_node
+    cdef int i
     if col.flags & F_ANYVALUE:
         memset(&tmp, 0, sizeof(Ctx))
         anyvalue_finish(&tmp, col)
         if tmp.status:
             return tmp.status
+    nodes[0] += 1
+    nbytes[0] += node_meta(col)
+    if col.null_count > 0:
+        nbytes[0] += aligned(col.valid.len)
+    if col.kind != C_STRUCT:
+        nbytes[0] += aligned(col.vals.len)
+    if col.kind == C_BIN:
+        nbytes[0] += aligned(col.data.len)
+    for i in range(col.n_children):
+        if export_size(&col.children[i], nodes, nbytes):
+            return ST_NOMEM
+    return ST_OK
+
+
+cdef inline const void* put(Buf* b, uint8_t** cur) noexcept nogil:
+    """Copy a buffer to the block at *cur (the shared zero buffer if empty)."""
+    cdef uint8_t* q = cur[0]
+    if b.len == 0:
+        return <const void*>ZERO_BUF
+    memcpy(q, b.p, <size_t>b.len)
+    cur[0] = q + aligned(b.len)
+    return <const void*>q
+
+
+cdef void export_fill(Col* col, ArrowArray* a, uint8_t** cur, Block* block) noexcept nogil:
+    """Second pass: fill node `a` from col, with everything placed in the block at *cur
+    (export_size counted exactly these bytes)."""
+    cdef int nb = 1 if col.kind == C_STRUCT else (3 if col.kind == C_BIN else 2)
+    cdef int nc = col.n_children
+    cdef int i
+    cdef uint8_t* meta = cur[0]
+    cdef const void** bufs = <const void**>meta
+    cdef ArrowArray* kids
+    memset(meta, 0, <size_t>node_meta(col))
+    cur[0] = meta + node_meta(col)
     a.length = col.length
     a.null_count = col.null_count
-    nb = 1 if col.kind == C_STRUCT else (3 if col.kind == C_BIN else 2)
-    nc = col.n_children
-    block = <uint8_t*>calloc(1, nb * sizeof(void*) + nc * (sizeof(ArrowArray*) + sizeof(ArrowArray)))
-    if block == NULL:
-        return ST_NOMEM
-    bufs = <const void**>block
-    a.buffers = bufs
+    a.offset = 0
     a.n_buffers = nb
+    a.buffers = bufs
+    a.dictionary = NULL
+    a.release = release_node
+    a.private_data = block
     # Validity bitmap only where the column has nulls (null_count 0 -> NULL).
-    bufs[0] = take(&col.valid) if col.null_count > 0 else NULL
+    bufs[0] = put(&col.valid, cur) if col.null_count > 0 else NULL
     if col.kind != C_STRUCT:
-        bufs[1] = take(&col.vals)  # values, bits or int32 offsets ([0] if empty)
+        bufs[1] = put(&col.vals, cur)  # values, bits or int32 offsets ([0] if empty)
     if col.kind == C_BIN:
-        bufs[2] = take(&col.data)
+        bufs[2] = put(&col.data, cur)
+    a.n_children = nc
+    a.children = NULL
     if nc:
-        a.children = <ArrowArray**>(block + nb * sizeof(void*))
-        kids = <ArrowArray*>(block + nb * sizeof(void*) + nc * sizeof(ArrowArray*))
-        a.n_children = nc
+        a.children = <ArrowArray**>(meta + nb * sizeof(void*))
+        kids = <ArrowArray*>(meta + nb * sizeof(void*) + nc * sizeof(ArrowArray*))
         for i in range(nc):
             a.children[i] = &kids[i]
-        for i in range(nc):
-            if export_col(&col.children[i], a.children[i]):
-                return ST_NOMEM
+            export_fill(&col.children[i], a.children[i], cur, block)
+
+
+cdef int export_tree(Col* root, ArrowArray* a) noexcept nogil:
+    """Copy the batch in `root` into one block owned by the zeroed node `a`.
+    The tree keeps its buffers (for reuse); on failure `a` is left untouched."""
+    cdef int64_t nodes = 0
+    cdef int64_t nbytes = aligned(sizeof(Block))
+    cdef void* mem = NULL
+    cdef uint8_t* cur
+    if export_size(root, &nodes, &nbytes):
+        return ST_NOMEM
+    if nbytes >= MAP_MIN_BYTES:
+        mem = map_get(&nbytes)
+        if mem == NULL:
+            return ST_NOMEM
+        (<Block*>mem).mapped = nbytes
+    else:
+        if posix_memalign(&mem, ALIGN, <size_t>nbytes) != 0 or mem == NULL:
+            return ST_NOMEM
+        (<Block*>mem).mapped = 0
+    (<Block*>mem).refs = <long>nodes
+    cur = <uint8_t*>mem + aligned(sizeof(Block))
+    export_fill(root, a, &cur, <Block*>mem)
     return ST_OK
 
 
@@ -2454,13 +2617,22 @@ cdef Spec SPECS[3][MAX_SPEC]
 
 cdef int SPEC_LEN[3]
 cdef enum:
+    POOL_TMPL = 0
+    POOL_OUT = 1
     POOL_SIZE = 8
-    POOL_MAX_BYTES = 1 << 20
 
-# Template trees are reused across requests (their buffers keep their capacity).
-# The pool is only touched with the GIL held (before/after the nogil section).
-cdef Col* TMPL_POOL[3][POOL_SIZE]
-cdef int TMPL_POOL_N[3]
+# Column trees are reused across requests, their buffers keeping their capacity:
+# templates (POOL_TMPL) and the trees the batches are built in (POOL_OUT), which
+# export copies out of. A tree grown beyond POOL_MAX_BYTES by a large request is
+# freed instead, so the pools pin at most 3 signals x 8 x (1 + 4) MiB, and only
+# as many trees as requests were decoded at once. The pools are only touched
+# with the GIL held (before/after the nogil section).
+cdef int64_t POOL_MAX_BYTES[2]
+POOL_MAX_BYTES[POOL_TMPL] = 1 << 20
+POOL_MAX_BYTES[POOL_OUT] = 4 << 20
+cdef Col* TREE_POOL[2][3][POOL_SIZE]
+cdef int TREE_POOL_N[2][3]
+memset(TREE_POOL_N, 0, sizeof(TREE_POOL_N))
 
 
 cdef int64_t tree_capacity(Col* cols, int n) noexcept nogil:
@@ -2472,12 +2644,13 @@ cdef int64_t tree_capacity(Col* cols, int n) noexcept nogil:
 
 
 cdef int run(Ctx* c, int sig, const uint8_t* data, int64_t size, ArrowArray** out) noexcept nogil:
-    """Validate, decode and export. c.tmpl may hold a pooled template tree (else
-    one is allocated); everything else allocated here is freed here or owned by
-    *out (released through its release callback)."""
+    """Validate, decode and export. c.out and c.tmpl may hold pooled trees (else
+    they are allocated here); the caller pools or frees them. The batch in *out
+    owns one block (released through its release callback)."""
     cdef int i
     cdef ArrowArray* arr
-    c.out = tree_new(SPECS[sig], SPEC_LEN[sig])
+    if c.out == NULL:
+        c.out = tree_new(SPECS[sig], SPEC_LEN[sig])
     if c.tmpl == NULL:
         c.tmpl = tree_new(SPECS[sig], SPEC_LEN[sig])
     if c.out == NULL or c.tmpl == NULL:
@@ -2498,34 +2671,33 @@ cdef int run(Ctx* c, int sig, const uint8_t* data, int64_t size, ArrowArray** ou
         arr = <ArrowArray*>calloc(1, sizeof(ArrowArray))
         if arr == NULL:
             c.status = ST_NOMEM
-        elif export_col(c.out, arr):
-            release_node(arr)
+        elif export_tree(c.out, arr):
             free(arr)
             c.status = ST_NOMEM
         else:
             out[0] = arr
-    tree_free(c.out, SPEC_LEN[sig])
-    c.out = NULL
     return c.status
 
 
-cdef Col* pool_get(int sig) noexcept:
-    """A pooled template tree or NULL (GIL held)."""
-    if TMPL_POOL_N[sig] > 0:
-        TMPL_POOL_N[sig] -= 1
-        return TMPL_POOL[sig][TMPL_POOL_N[sig]]
+cdef Col* pool_get(int kind, int sig) noexcept:
+    """A pooled tree or NULL (GIL held)."""
+    if TREE_POOL_N[kind][sig] > 0:
+        TREE_POOL_N[kind][sig] -= 1
+        return TREE_POOL[kind][sig][TREE_POOL_N[kind][sig]]
     return NULL
 
 
-cdef void pool_put(int sig, Col* tmpl) noexcept:
-    """Return a template tree to the pool, or free it (GIL held)."""
-    if tmpl == NULL:
+cdef void pool_put(int kind, int sig, Col* tree) noexcept:
+    """Return a tree to its pool, emptied, or free it (GIL held)."""
+    if tree == NULL:
         return
-    if TMPL_POOL_N[sig] < POOL_SIZE and tree_capacity(tmpl, SPEC_LEN[sig]) <= POOL_MAX_BYTES:
-        TMPL_POOL[sig][TMPL_POOL_N[sig]] = tmpl
-        TMPL_POOL_N[sig] += 1
+    if (TREE_POOL_N[kind][sig] < POOL_SIZE
+            and tree_capacity(tree, SPEC_LEN[sig]) <= POOL_MAX_BYTES[kind]):
+        col_reset(tree)
+        TREE_POOL[kind][sig][TREE_POOL_N[kind][sig]] = tree
+        TREE_POOL_N[kind][sig] += 1
     else:
-        tree_free(tmpl, SPEC_LEN[sig])
+        tree_free(tree, SPEC_LEN[sig])
 
 
 # ============================================================== Python API
@@ -2566,13 +2738,16 @@ cdef object _decode(int sig, object data, bint allow_fallback):
         c.fallback = "request larger than 2 GiB"
     else:
         c.base = ptr
-        c.tmpl = pool_get(sig)
+        c.tmpl = pool_get(POOL_TMPL, sig)
+        c.out = pool_get(POOL_OUT, sig)
         # `data` (a bytes object) is referenced by this frame until we return,
         # so ptr stays valid while the GIL is released.
         with nogil:
             rc = run(&c, sig, ptr, size, &arr)
-        pool_put(sig, c.tmpl)
+        pool_put(POOL_TMPL, sig, c.tmpl)
+        pool_put(POOL_OUT, sig, c.out)
         c.tmpl = NULL
+        c.out = NULL
     if rc == ST_OK:
         _decoded += 1
         try:
@@ -2625,9 +2800,16 @@ def decode(signal, data, fallback=True):
 
 
 def stats():
-    """Counters since import: requests decoded natively, fallbacks by reason."""
+    """Counters since import: requests decoded natively, fallbacks by reason; bytes of
+    released batch mappings kept for reuse now, and their bound."""
+    cdef int64_t cached
+    with nogil:
+        map_cache_lock()
+        cached = MAP_CACHED
+        map_cache_unlock()
     return {"decoded": _decoded, "fallbacks": _fallbacks,
-            "fallback_reasons": dict(_fallback_reasons)}
+            "fallback_reasons": dict(_fallback_reasons),
+            "map_cache_bytes": cached, "map_cache_limit": MAP_CACHE_BYTES}
 
 
 # ---------------------------------------------------------------- import-time setup

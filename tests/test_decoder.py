@@ -521,6 +521,30 @@ def test_repeated_calls_do_not_leak():
     assert growth < 24 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
 
 
+def test_released_batches_give_their_memory_back():
+    """A batch's block is its own mapping (docs/DECODER.md, "Memory"): holding
+    batches costs their bytes, releasing them returns those bytes to the kernel
+    (beyond a bounded cache) instead of leaving free chunks in the allocator."""
+    data = traces_request(1000)
+    _decoder.decode_traces(data)  # warm up the pooled trees
+    before = _rss()
+    batches = [_decoder.decode_traces(data) for _ in range(96)]
+    held = sum(batch.nbytes for batch in batches)
+    assert held > 64 * 2**20
+    grown = _rss() - before
+    assert grown > 0.8 * held, f"holding {held / 2**20:.0f} MiB grew RSS by {grown / 2**20:.0f} MiB"
+    columns = [batches[0].column("name"), batches[-1].column("attributes")]
+    del batches
+    kept = _rss() - before
+    # what may stay: the bounded cache of released mappings kept for reuse
+    cache = _decoder.stats()["map_cache_bytes"]
+    assert 0 < cache <= _decoder.stats()["map_cache_limit"] < held / 4
+    assert kept < cache + 0.1 * held, f"{kept / 2**20:.0f} MiB of {held / 2**20:.0f} MiB still resident"
+    # the two columns kept their batches' blocks alive and readable
+    assert columns[0].to_pylist() == _decoder.decode_traces(data).column("name").to_pylist()
+    assert len(columns[1]) == 1000
+
+
 def test_batches_outlive_the_request_bytes():
     data = bytearray(traces_request(20))
     batch = _decoder.decode_traces(data)  # decoded from a temporary bytes copy
