@@ -135,3 +135,28 @@ def test_cost_model_prints_every_stage_and_the_ceiling():
         assert stage in done.stdout
     ceilings = [line for line in done.stdout.splitlines() if "+ gRPC 0.500 us/item" in line]
     assert len(ceilings) == 3 and all("items per CPU-second" in line for line in ceilings)
+
+
+def test_ab_variant_parsing():
+    from benchmarks.ab import parse_variant
+
+    assert parse_variant("base=") == ("base", {}, [])
+    assert parse_variant("lz4=--writer.compression lz4") == ("lz4", {}, ["--writer.compression", "lz4"])
+    assert parse_variant("a1=MALLOC_ARENA_MAX=1 --receiver.threads 8") == (
+        "a1", {"MALLOC_ARENA_MAX": "1"}, ["--receiver.threads", "8"])
+    with pytest.raises(ValueError):
+        parse_variant("--writer.compression lz4")
+
+
+@pytest.mark.slow
+def test_ab_alternates_variants_and_compares_them():
+    done = _run("-m", "benchmarks.ab", "--rounds", "2", "--duration", "1", "--settle", "0.5",
+                "--scenario", "logs-1000", "--processes", "1", "--channels", "1", "--concurrency", "2",
+                "zstd=", "lz4=--writer.compression lz4", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    order = [line.split("]")[1].split(":")[0].strip() for line in done.stderr.splitlines()
+             if line.startswith("[round")]
+    assert order == ["zstd", "lz4", "zstd", "lz4"]
+    assert done.stdout.count(" yes") == 4  # stored = accepted in every run
+    summary = {line.split(":")[0]: line for line in done.stdout.splitlines() if line.startswith(("zstd:", "lz4:"))}
+    assert "stored items/s" in summary["zstd"] and " x zstd)" in summary["lz4"]
