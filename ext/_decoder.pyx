@@ -1136,7 +1136,7 @@ cdef extern from *:
 # decode time, so up to MAP_CACHE_BYTES of released mappings are kept for
 # reuse: a fixed bound on what is resident but unused.
 cdef int64_t MAP_MIN_BYTES = 128 * 1024
-cdef int64_t MAP_GRAIN = 64 * 1024       # mapping sizes are multiples of this
+cdef int64_t MAP_GRAIN = 4096            # mapping sizes are multiples of this (a page)
 cdef int64_t MAP_CACHE_BYTES = 16 * 1024 * 1024
 cdef enum:
     MAP_CACHE_SLOTS = 32
@@ -1153,8 +1153,10 @@ cdef int64_t MAP_CACHED = 0
 
 
 cdef void* map_get(int64_t* size) noexcept nogil:
-    """A mapping of at least *size bytes (updated to its real size) or NULL:
-    the smallest cached one no more than twice as large, else a new one."""
+    """A mapping of at least *size bytes (updated to its real size) or NULL: the
+    smallest cached one at most 1/8 larger (a reused mapping is resident in full,
+    so a much larger one would hold memory the buffer bounds do not count), else
+    a new one."""
     global MAP_CACHE_N, MAP_CACHED
     cdef int64_t need = (size[0] + MAP_GRAIN - 1) // MAP_GRAIN * MAP_GRAIN
     cdef int i
@@ -1162,7 +1164,7 @@ cdef void* map_get(int64_t* size) noexcept nogil:
     cdef void* p = NULL
     map_cache_lock()
     for i in range(MAP_CACHE_N):
-        if (MAP_CACHE[i].size >= need and MAP_CACHE[i].size <= 2 * need
+        if (MAP_CACHE[i].size >= need and MAP_CACHE[i].size <= need + need // 8
                 and (best < 0 or MAP_CACHE[i].size < MAP_CACHE[best].size)):
             best = i
     if best >= 0:

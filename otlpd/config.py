@@ -140,7 +140,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("receiver.grace_period", 10.0, parse_duration,
             "how long shutdown waits for requests in flight", _not_negative),
     Setting("buffer.max_bytes", 256 * MiB, parse_size,
-            "bound on decoded bytes waiting to be written, per signal", _positive),
+            "bound on decoded bytes in memory (waiting, being written, the writer's copy), per signal", _positive),
     Setting("buffer.max_items", 2_000_000, parse_int,
             "bound on rows (spans, data points, log records) waiting, per signal", _positive),
     Setting("writer.write_interval", 1.0, parse_duration,

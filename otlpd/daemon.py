@@ -3,6 +3,7 @@ the receiver in front of them, and the status object that reads them all.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -15,7 +16,7 @@ from otlpd.config import Config, ConfigError
 from otlpd.decode import DECODERS
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.status import Counters, Status
-from otlpd.writer import SignalWriter, WriterSettings
+from otlpd.writer import SignalWriter, WriterSettings, split_memory_bound
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,11 @@ class Daemon:
         self.writers = {}
         self.receiver_counters = {}
         intakes = {}
-        settings = writer_settings(config, instance, retention)
+        buffer_bytes, coalesce_bytes = split_memory_bound(max(1, config["buffer.max_bytes"] // share))
+        settings = dataclasses.replace(writer_settings(config, instance, retention),
+                                       coalesce_bytes=coalesce_bytes)
         for signal in schema.SIGNALS:
-            buffer = buffer_factory(max(1, config["buffer.max_bytes"] // share),
-                                    max(1, config["buffer.max_items"] // share))
+            buffer = buffer_factory(buffer_bytes, max(1, config["buffer.max_items"] // share))
             writer = SignalWriter(signal, schema.schema_for(signal), buffer,
                                   self.output_dir / signal, settings)
             counters = Counters()

@@ -28,11 +28,24 @@ log = logging.getLogger(__name__)
 # batches at 0.8 M spans/s (smaller files too), for a concatenation that costs
 # about 0.2-0.35 us a span. Readers also scan fewer, larger batches faster. The
 # byte bound caps the one extra copy the writer holds (traces decode to ~1 KB a
-# span, so 32 MiB is ~32 k spans). Measured on traces: 32 k instead of 64 k rows
+# span, so 32 MiB is ~32 k spans); it comes out of buffer.max_bytes
+# (split_memory_bound). Measured on traces: 32 k instead of 64 k rows
 # cost ~20 % more concatenation + zstd CPU a span (1.16 vs 0.95 us, one noisy
 # run) and lowered the sampled peak RSS by 50-120 MiB in two runs.
 COALESCE_ROWS = 65536
 COALESCE_BYTES = 32 * 1024 * 1024
+
+
+def split_memory_bound(max_bytes: int) -> tuple[int, int]:
+    """Split one signal's memory bound into (buffer bytes, coalescing bytes).
+
+    ``buffer.max_bytes`` bounds all decoded rows in memory: rows waiting, rows
+    being written (held), and the writer's one concatenated copy. The copy gets
+    1/8 of the bound, at most COALESCE_BYTES; the buffer takes the rest.
+    """
+    copy = max(1, min(COALESCE_BYTES, max_bytes // 8))
+    return max(1, max_bytes - copy), copy
+
 
 @dataclass(frozen=True)
 class WriterSettings:
@@ -46,6 +59,7 @@ class WriterSettings:
     retention_max_total_bytes: int = 0
     retention_check_interval: float = 60.0
     instance: str = ""
+    coalesce_bytes: int = COALESCE_BYTES  # bound of the one concatenated copy (split_memory_bound)
 
     def ipc_options(self) -> pa.ipc.IpcWriteOptions:
         return pa.ipc.IpcWriteOptions(
@@ -257,7 +271,8 @@ class SignalWriter:
         try:
             if self._file is None:
                 self._open_file()
-            for batch in _coalesce(batches):  # consumes `batches` as it goes
+            # consumes `batches` as it goes
+            for batch in _coalesce(batches, target_bytes=self.settings.coalesce_bytes):
                 self._file.write(batch)
                 written_rows += batch.num_rows
                 written_batches += 1

@@ -173,3 +173,14 @@ def test_request_larger_than_free_bytes_is_refused_before_decoding(tmp_path):
             assert after.get("rejected_buffer_full_items", 0) == counters.get("rejected_buffer_full_items", 0)
     finally:
         daemon.stop()
+
+
+def test_buffer_and_writer_copy_share_the_memory_bound(tmp_path):
+    """buffer.max_bytes bounds every decoded row in memory, the writer's one
+    concatenated copy included (docs/ARCHITECTURE.md, "Memory bound")."""
+    daemon = Daemon(resolve({}, {}, {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path),
+                                     "buffer.max_bytes": "64MiB"}))
+    for signal in ("traces", "metrics", "logs"):
+        buffer_bytes = daemon.buffers[signal].max_bytes
+        copy_bytes = daemon.writers[signal].settings.coalesce_bytes
+        assert copy_bytes == 8 * 1024 * 1024 and buffer_bytes + copy_bytes == 64 * 1024 * 1024

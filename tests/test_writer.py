@@ -308,3 +308,15 @@ def test_coalesce_bounds_the_bytes_of_each_group():
     result = list(_coalesce(list(batches), target_rows=10_000, target_bytes=3 * per_batch))
     assert [batch.num_rows for batch in result] == [300, 300, 300, 100]
     assert pa.Table.from_batches(result).column("id").to_pylist() == list(range(1000, 2000))
+
+
+def test_memory_bound_covers_the_coalescing_copy():
+    from otlpd.writer import COALESCE_BYTES, split_memory_bound
+
+    mib = 1024 * 1024
+    assert split_memory_bound(256 * mib) == (224 * mib, COALESCE_BYTES)
+    assert split_memory_bound(16 * mib) == (14 * mib, 2 * mib)  # 1/8 of a small bound
+    assert split_memory_bound(1024 * mib) == (1024 * mib - COALESCE_BYTES, COALESCE_BYTES)
+    for bound in (1, 7, 8, 1000, 3 * mib + 5):
+        buffer, copy = split_memory_bound(bound)
+        assert buffer >= 1 and copy >= 1 and (buffer + copy == bound or bound < 2)
