@@ -1150,6 +1150,7 @@ cdef struct Mapping:
 cdef Mapping MAP_CACHE[MAP_CACHE_SLOTS]
 cdef int MAP_CACHE_N = 0
 cdef int64_t MAP_CACHED = 0
+cdef int64_t MAP_TOTAL = 0     # bytes of all mappings: batches alive + cached
 
 
 cdef void* map_get(int64_t* size) noexcept nogil:
@@ -1157,7 +1158,7 @@ cdef void* map_get(int64_t* size) noexcept nogil:
     smallest cached one at most 1/8 larger (a reused mapping is resident in full,
     so a much larger one would hold memory the buffer bounds do not count), else
     a new one."""
-    global MAP_CACHE_N, MAP_CACHED
+    global MAP_CACHE_N, MAP_CACHED, MAP_TOTAL
     cdef int64_t need = (size[0] + MAP_GRAIN - 1) // MAP_GRAIN * MAP_GRAIN
     cdef int i
     cdef int best = -1
@@ -1179,13 +1180,16 @@ cdef void* map_get(int64_t* size) noexcept nogil:
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
         if p == MAP_FAILED:
             return NULL
+        map_cache_lock()
+        MAP_TOTAL += need
+        map_cache_unlock()
     size[0] = need
     return p
 
 
 cdef void map_put(void* p, int64_t size) noexcept nogil:
     """Keep a released mapping for reuse if the cache has room, else unmap it."""
-    global MAP_CACHE_N, MAP_CACHED
+    global MAP_CACHE_N, MAP_CACHED, MAP_TOTAL
     cdef bint kept = False
     map_cache_lock()
     if MAP_CACHE_N < MAP_CACHE_SLOTS and MAP_CACHED + size <= MAP_CACHE_BYTES:
@@ -1194,6 +1198,8 @@ cdef void map_put(void* p, int64_t size) noexcept nogil:
         MAP_CACHE_N += 1
         MAP_CACHED += size
         kept = True
+    else:
+        MAP_TOTAL -= size
     map_cache_unlock()
     if not kept:
         munmap(p, <size_t>size)
@@ -2802,16 +2808,18 @@ def decode(signal, data, fallback=True):
 
 
 def stats():
-    """Counters since import: requests decoded natively, fallbacks by reason; bytes of
-    released batch mappings kept for reuse now, and their bound."""
-    cdef int64_t cached
+    """Counters since import: requests decoded natively, fallbacks by reason; bytes
+    mapped for batches now (alive or cached), of them the released mappings kept for
+    reuse, and the bound of those."""
+    cdef int64_t cached, total
     with nogil:
         map_cache_lock()
         cached = MAP_CACHED
+        total = MAP_TOTAL
         map_cache_unlock()
     return {"decoded": _decoded, "fallbacks": _fallbacks,
             "fallback_reasons": dict(_fallback_reasons),
-            "map_cache_bytes": cached, "map_cache_limit": MAP_CACHE_BYTES}
+            "mapped_bytes": total, "map_cache_bytes": cached, "map_cache_limit": MAP_CACHE_BYTES}
 
 
 # ---------------------------------------------------------------- import-time setup

@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config) -> int:
     """Run the daemon until SIGINT or SIGTERM, then drain and exit 0."""
+    from otlpd.memory import configure_process_memory
+
+    configure_process_memory()  # before pyarrow is loaded
     # heavy imports (grpc, pyarrow) only when running
     from otlpd.daemon import Daemon
-    from otlpd.memory import configure_process_memory
     from otlpd.workers import Supervisor
-
-    configure_process_memory()
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -78,6 +78,20 @@ def parse_int(text: Any) -> int:
         raise ValueError(f"expected a whole number, got {text!r}") from None
 
 
+def parse_level(text: Any) -> int | None:
+    """A compression level: a whole number, or ``default`` (None) for the codec's own."""
+    if text is None or str(text).strip().lower() == "default":
+        return None
+    try:
+        return parse_int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number or default, got {text!r}") from None
+
+
+# Levels Arrow accepts for each IPC codec (pyarrow.Codec.minimum/maximum_compression_level).
+COMPRESSION_LEVELS = {"zstd": (-131072, 22), "lz4": (1, 12)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One configuration key with its default, parser and help text."""
@@ -153,6 +167,8 @@ SETTINGS: tuple[Setting, ...] = (
             "rotate the current file once it is this old", _positive),
     Setting("writer.compression", "zstd", lambda v: str(v).lower(),
             "Arrow IPC body compression: zstd, lz4 or none", _one_of("zstd", "lz4", "none")),
+    Setting("writer.compression_level", "default", parse_level,
+            "codec level: zstd -131072 (fastest) to 22, lz4 1 to 12, or default (zstd 1, lz4 1)"),
     Setting("writer.fsync", True, parse_bool,
             "fsync each completed file and its directory at rotation"),
     Setting("retention.max_age", 0.0, parse_duration,
@@ -260,7 +276,20 @@ def resolve(file_values: Mapping[str, Any], env_values: Mapping[str, Any],
         if problem:
             raise ConfigError(f"{setting.key}: {problem}, got {raw!r}")
         values[setting.key] = value
+    _check_together(values)
     return Config(values)
+
+
+def _check_together(values: Mapping[str, Any]) -> None:
+    """Checks that involve more than one setting."""
+    level, codec = values["writer.compression_level"], values["writer.compression"]
+    if level is not None:
+        if codec not in COMPRESSION_LEVELS:
+            raise ConfigError(f"writer.compression_level: must be default with writer.compression {codec}, "
+                              f"got {level}")
+        low, high = COMPRESSION_LEVELS[codec]
+        if not low <= level <= high:
+            raise ConfigError(f"writer.compression_level: must be from {low} to {high} for {codec}, got {level}")
 
 
 def load(config_path: str | None = None, environ: Mapping[str, str] | None = None,

@@ -29,6 +29,7 @@ def writer_settings(config: Config, instance: str = "", retention: bool = True) 
         max_file_bytes=config["writer.max_file_bytes"],
         max_file_age=config["writer.max_file_age"],
         compression=config["writer.compression"],
+        compression_level=config["writer.compression_level"],
         fsync=config["writer.fsync"],
         retention_max_age=config["retention.max_age"] if retention else 0.0,
         retention_max_total_bytes=config["retention.max_total_bytes"] if retention else 0,

@@ -54,6 +54,7 @@ class WriterSettings:
     max_file_bytes: int = 256 * 1024 * 1024
     max_file_age: float = 600.0
     compression: str = "zstd"
+    compression_level: int | None = None  # None: the codec's default
     fsync: bool = True
     retention_max_age: float = 0.0
     retention_max_total_bytes: int = 0
@@ -63,7 +64,7 @@ class WriterSettings:
 
     def ipc_options(self) -> pa.ipc.IpcWriteOptions:
         return pa.ipc.IpcWriteOptions(
-            compression=None if self.compression == "none" else self.compression)
+            compression=None if self.compression == "none" else pa.Codec(self.compression, self.compression_level))
 
 
 class _OpenFile:

@@ -48,6 +48,12 @@ def test_parse_duration(text, expected):
     ({"OTLPD_WRITER__MAX_FILE_BYTES": "-5"}, "writer.max_file_bytes: must be greater than 0"),
     ({"OTLPD_WRITER__MAX_FILE_BYTES": "lots"}, "writer.max_file_bytes: expected a size"),
     ({"OTLPD_WRITER__COMPRESSION": "brotli"}, "writer.compression: must be one of zstd, lz4, none"),
+    ({"OTLPD_WRITER__COMPRESSION_LEVEL": "fast"}, "writer.compression_level: expected a whole number or default"),
+    ({"OTLPD_WRITER__COMPRESSION_LEVEL": "23"}, "writer.compression_level: must be from -131072 to 22 for zstd"),
+    ({"OTLPD_WRITER__COMPRESSION": "lz4", "OTLPD_WRITER__COMPRESSION_LEVEL": "0"},
+     "writer.compression_level: must be from 1 to 12 for lz4"),
+    ({"OTLPD_WRITER__COMPRESSION": "none", "OTLPD_WRITER__COMPRESSION_LEVEL": "3"},
+     "writer.compression_level: must be default with writer.compression none"),
     ({"OTLPD_GRPC_ENDPOINT": "localhost"}, "grpc_endpoint: must be HOST:PORT"),
     ({"OTLPD_WRITER__NO_SUCH_THING": "1"}, "OTLPD_WRITER__NO_SUCH_THING: unknown setting"),
 ])
@@ -108,3 +114,14 @@ def test_help_lists_every_setting():
     for flag in ("--config", "--grpc-endpoint", "--output-dir", "--writer.max-file-bytes",
                  "--retention.max-total-bytes", "--buffer.max-items"):
         assert flag in result.stdout
+
+
+def test_compression_levels_match_arrow():
+    import pyarrow as pa
+
+    from otlpd.config import COMPRESSION_LEVELS
+
+    for codec, (low, high) in COMPRESSION_LEVELS.items():
+        assert (pa.Codec.minimum_compression_level(codec), pa.Codec.maximum_compression_level(codec)) == (low, high)
+    assert load(environ={})["writer.compression_level"] is None
+    assert load(environ={"OTLPD_WRITER__COMPRESSION_LEVEL": "-3"})["writer.compression_level"] == -3

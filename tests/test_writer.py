@@ -320,3 +320,20 @@ def test_memory_bound_covers_the_coalescing_copy():
     for bound in (1, 7, 8, 1000, 3 * mib + 5):
         buffer, copy = split_memory_bound(bound)
         assert buffer >= 1 and copy >= 1 and (buffer + copy == bound or bound < 2)
+
+
+def test_compression_level_changes_the_files(tmp_path, buffer_cls):
+    """A faster zstd level writes larger files than the default, readable alike."""
+    sizes = {}
+    for level in (None, -5):
+        settings = WriterSettings(write_interval=0.05, fsync=False, compression="zstd", compression_level=level)
+        writer = SignalWriter("traces", SCHEMA, buffer_cls(64 * 1024 * 1024, 10_000_000),
+                              tmp_path / f"level{level}", settings)
+        writer.prepare()
+        writer.start()
+        for start in range(0, 20_000, 2000):
+            push(writer.buffer, range(start * 7919 % 10**6, start * 7919 % 10**6 + 2000))
+        writer.stop()
+        assert sum(ids_in(completed(tmp_path / f"level{level}")).values()) == 20_000
+        sizes[level] = sum(path.stat().st_size for path in completed(tmp_path / f"level{level}"))
+    assert sizes[-5] > sizes[None]
