@@ -9,6 +9,10 @@ so Arrow's compression threads count too):
 - coalesce: the writer's concatenation into groups of ``COALESCE_BYTES``;
 - write: Arrow IPC file writing of those groups to a real file, per compression.
 
+For the layout decision (docs/PERFORMANCE.md, "What limits the remaining gap") the
+writer stages are measured again on the same batches without the resource and scope
+columns, as if those were stored once per file instead of on every row.
+
 It then adds the gRPC cost per item of a server that does nothing (``--grpc-us``,
 from ``run_all``'s null server: CPU seconds / items) and prints the ceiling of items
 per CPU-second that follows, beside the decoded layout's bytes per item by column
@@ -74,6 +78,12 @@ def measure(signal: str, items: int, copies: int, rounds: int, directory: Path) 
         result[f"write_{compression}"] = cpu_seconds(
             lambda c=compression, p=path: write_ipc(groups, c, p), rounds) / rows
         result[f"file_bytes_{compression}"] = write_ipc(groups, compression, path) / rows
+    lean = [batch.drop_columns(sorted(COMMON)) for batch in batches]
+    result["lean_coalesce"] = cpu_seconds(lambda: list(_coalesce(list(lean))), rounds) / rows
+    lean_groups = list(_coalesce(list(lean)))
+    path = directory / f"{signal}-lean.arrow"
+    result["lean_write_zstd"] = cpu_seconds(lambda: write_ipc(lean_groups, "zstd", path), rounds) / rows
+    result["lean_file_bytes_zstd"] = write_ipc(lean_groups, "zstd", path) / rows
     result["wire_bytes"] = sum(len(data) for data in pool) / total
     result["layout"] = layout_bytes(groups[0])
     return result
@@ -92,6 +102,8 @@ def report(signal: str, items: int, r: dict, grpc_us: float | None) -> list[str]
     for compression in COMPRESSIONS:
         lines.append(f"  write {compression:>4}: {us['write_' + compression]:.3f} us/item, "
                      f"file {r['file_bytes_' + compression]:,.0f} B/item")
+    lines.append(f"  without resource+scope columns (once per file): coalesce {us['lean_coalesce']:.3f}, "
+                 f"write zstd {us['lean_write_zstd']:.3f} us/item, file {r['lean_file_bytes_zstd']:,.0f} B/item")
     stages = us["decode"] + us["decode_fixed_per_request"] / items + us["coalesce"] + us["write_zstd"]
     lines.append(f"  stages with zstd: {stages:.3f} us/item -> at most "
                  f"{1e6 / stages:,.0f} items per CPU-second without gRPC")

@@ -69,6 +69,8 @@ class Receiver:
         # built once: the backpressure answer must be cheap when it is frequent
         self._full = {signal: _retry_status(retry_delay, f"otlpd {signal} buffer is full, retry later")
                       for signal in intakes}
+        self._no_memory = {signal: _retry_status(retry_delay, f"otlpd is out of memory decoding {signal}, retry later")
+                           for signal in intakes}
 
     def export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> bytes:
         intake = self._intakes[signal]
@@ -84,6 +86,12 @@ class Receiver:
             except DecodeError as error:
                 counts["rejected_invalid_requests"] = 1
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            except MemoryError:
+                # Nothing was accepted; like a full buffer, the client should retry later.
+                log.warning("%s: out of memory decoding a %d-byte request; answered UNAVAILABLE",
+                            signal, len(request))
+                counts["rejected_out_of_memory_requests"] = 1
+                context.abort_with_status(self._no_memory[signal])
             rows = batch.num_rows
             if rows == 0:
                 return EMPTY_RESPONSE

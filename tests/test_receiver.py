@@ -184,3 +184,31 @@ def test_buffer_and_writer_copy_share_the_memory_bound(tmp_path):
         buffer_bytes = daemon.buffers[signal].max_bytes
         copy_bytes = daemon.writers[signal].settings.coalesce_bytes
         assert copy_bytes == 8 * 1024 * 1024 and buffer_bytes + copy_bytes == 64 * 1024 * 1024
+
+
+def test_out_of_memory_while_decoding_answers_unavailable_with_retry_info(tmp_path, buffer_cls):
+    """A MemoryError from the decoder (the real one raises it when malloc/mmap fail,
+    which cannot be provoked safely here, so this decoder stands in) is transient:
+    UNAVAILABLE + RetryInfo, nothing accepted, no traceback to the client."""
+    from otlpd.receiver import Intake, Receiver, build_server
+    from otlpd.status import Counters
+
+    def decode(_request):
+        raise MemoryError
+
+    counters = Counters()
+    receiver = Receiver({"traces": Intake(decode, buffer_cls(1 << 20, 1000),
+                                          lambda pending: None, counters)}, retry_delay=2.0)
+    server, port = build_server(receiver, "127.0.0.1:0", threads=2, max_request_bytes=1 << 20)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            error = status_code(export, channel, "traces", trace_request(3).SerializeToString())
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "out of memory" in error.details()
+        retry_info = error_details_pb2.RetryInfo()
+        assert rpc_status.from_call(error).details[0].Unpack(retry_info)
+        assert retry_info.retry_delay.seconds == 2
+        assert counters.snapshot()["rejected_out_of_memory_requests"] == 1
+    finally:
+        server.stop(None)
