@@ -110,7 +110,8 @@ class Daemon:
         try:
             self.server, self.port = build_server(
                 self.receiver, self.config["grpc_endpoint"], self.config["receiver.threads"],
-                self.config["receiver.max_request_bytes"], reuse_port=self._reuse_port)
+                self.config["receiver.max_request_bytes"], reuse_port=self._reuse_port,
+                max_concurrent_streams=self.config["receiver.max_concurrent_streams"])
         except BindError as error:
             raise ConfigError(f"grpc_endpoint: {error}") from None
         for writer in self.writers.values():

@@ -122,14 +122,22 @@ class Receiver:
 
 
 def build_server(receiver: Receiver, endpoint: str, threads: int,
-                 max_request_bytes: int, reuse_port: bool = False) -> tuple[grpc.Server, int]:
-    """A started-ready threaded gRPC server bound to ``endpoint``; returns it and the bound port."""
+                 max_request_bytes: int, reuse_port: bool = False,
+                 max_concurrent_streams: int = 0) -> tuple[grpc.Server, int]:
+    """A started-ready threaded gRPC server bound to ``endpoint``; returns it and the bound port.
+
+    No ``maximum_concurrent_rpcs``: grpcio answers calls beyond it with
+    RESOURCE_EXHAUSTED without RetryInfo, which OTLP clients do not retry (data
+    loss); a per-connection stream limit makes clients wait instead.
+    """
     options = [
         ("grpc.max_receive_message_length", max_request_bytes),
         # grpc sets SO_REUSEPORT by default, which would let a second daemon
         # silently share (and split) the port; refuse a port in use instead.
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
+    if max_concurrent_streams:
+        options.append(("grpc.max_concurrent_streams", max_concurrent_streams))
     if not reuse_port:
         check_bindable(endpoint)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads,

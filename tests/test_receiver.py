@@ -212,3 +212,46 @@ def test_out_of_memory_while_decoding_answers_unavailable_with_retry_info(tmp_pa
         assert counters.snapshot()["rejected_out_of_memory_requests"] == 1
     finally:
         server.stop(None)
+
+
+@pytest.mark.parametrize("limit,concurrent", [(1, 1), (0, 2)])
+def test_max_concurrent_streams_makes_calls_wait_not_fail(buffer_cls, limit, concurrent):
+    """receiver.max_concurrent_streams: a second call on the same connection waits for a
+    stream instead of being refused (without the limit both are decoded at once)."""
+    import threading
+
+    from otlpd.decode import DECODERS
+    from otlpd.receiver import SERVICES, Intake, Receiver, build_server
+    from otlpd.status import Counters
+
+    entered, release = [], threading.Event()
+
+    def decode(data):
+        entered.append(data)
+        release.wait(20)
+        return DECODERS["traces"](data)
+
+    receiver = Receiver({"traces": Intake(decode, buffer_cls(1 << 26, 1 << 20), lambda pending: None,
+                                          Counters())}, retry_delay=1.0)
+    server, port = build_server(receiver, "127.0.0.1:0", threads=4, max_request_bytes=1 << 20,
+                                max_concurrent_streams=limit)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(f"/{SERVICES['traces']}/Export")
+            first = call.future(trace_request(2).SerializeToString(), timeout=30)
+            deadline = time.monotonic() + 10
+            while not entered and time.monotonic() < deadline:
+                time.sleep(0.01)
+            second = call.future(trace_request(3).SerializeToString(), timeout=30)
+            deadline = time.monotonic() + 10
+            while len(entered) < concurrent and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # a second stream, if allowed, reaches the handler by now
+            assert len(entered) == concurrent
+            release.set()
+            assert first.result() == b"" and second.result() == b""
+        assert len(entered) == 2
+    finally:
+        release.set()
+        server.stop(None)
