@@ -9,36 +9,8 @@ batches.
 from __future__ import annotations
 
 import pyarrow as pa
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
-    ArrayValue,
-    InstrumentationScope,
-    KeyValue,
-    KeyValueList,
-)
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    Exemplar,
-    ExponentialHistogram,
-    ExponentialHistogramDataPoint,
-    Gauge,
-    Histogram,
-    HistogramDataPoint,
-    Metric,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-    Sum,
-    Summary,
-    SummaryDataPoint,
-)
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from otlpd import proto as pb
 
 # Note: protobuf constructors treat `field=None` as "not set"; to_request relies on that to
 # restore the presence of optional fields and submessages from nullable columns.
@@ -241,7 +213,7 @@ def _time(u: int) -> int:
     return u - _U64 if u >= _I64 else u
 
 
-def _any_value(v: AnyValue) -> dict:
+def _any_value(v: pb.AnyValue) -> dict:
     which = v.WhichOneof("value")
     if which is None:
         return {"type": 0}
@@ -271,7 +243,7 @@ def _service_name(kvs) -> str | None:
     return None
 
 
-def _resource_values(resource: Resource, schema_url: str) -> tuple:
+def _resource_values(resource: pb.Resource, schema_url: str) -> tuple:
     entity_refs = [
         {
             "schema_url": e.schema_url,
@@ -290,7 +262,7 @@ def _resource_values(resource: Resource, schema_url: str) -> tuple:
     )
 
 
-def _scope_values(scope: InstrumentationScope, schema_url: str) -> tuple:
+def _scope_values(scope: pb.InstrumentationScope, schema_url: str) -> tuple:
     return (
         scope.name,
         scope.version,
@@ -386,7 +358,7 @@ def _point_common(p) -> dict:
     }
 
 
-def _number_point(p: NumberDataPoint) -> dict:
+def _number_point(p: pb.NumberDataPoint) -> dict:
     d = _point_common(p)
     d["value_double"] = _optional(p, "as_double")
     d["value_int"] = _optional(p, "as_int")
@@ -394,7 +366,7 @@ def _number_point(p: NumberDataPoint) -> dict:
     return d
 
 
-def _histogram_point(p: HistogramDataPoint) -> dict:
+def _histogram_point(p: pb.HistogramDataPoint) -> dict:
     d = _point_common(p)
     d["count"] = p.count
     d["sum"] = _optional(p, "sum")
@@ -406,7 +378,7 @@ def _histogram_point(p: HistogramDataPoint) -> dict:
     return d
 
 
-def _exponential_point(p: ExponentialHistogramDataPoint) -> dict:
+def _exponential_point(p: pb.ExponentialHistogramDataPoint) -> dict:
     d = _point_common(p)
     d["count"] = p.count
     d["sum"] = _optional(p, "sum")
@@ -424,7 +396,7 @@ def _exponential_point(p: ExponentialHistogramDataPoint) -> dict:
     return d
 
 
-def _summary_point(p: SummaryDataPoint) -> dict:
+def _summary_point(p: pb.SummaryDataPoint) -> dict:
     d = _point_common(p)
     d["count"] = p.count
     d["sum"] = p.sum
@@ -466,9 +438,9 @@ def _metric_rows(metrics):
 
 # signal -> (request type, resource list, scope list, record list, rows generator)
 _LAYOUT = {
-    "traces": (ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans", _span_rows),
-    "metrics": (ExportMetricsServiceRequest, "resource_metrics", "scope_metrics", "metrics", _metric_rows),
-    "logs": (ExportLogsServiceRequest, "resource_logs", "scope_logs", "log_records", _log_rows),
+    "traces": (pb.ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans", _span_rows),
+    "metrics": (pb.ExportMetricsServiceRequest, "resource_metrics", "scope_metrics", "metrics", _metric_rows),
+    "logs": (pb.ExportLogsServiceRequest, "resource_logs", "scope_logs", "log_records", _log_rows),
 }
 
 
@@ -524,32 +496,32 @@ def _u64(t: int) -> int:
     return t & (_U64 - 1)
 
 
-def _to_any_value(d: dict) -> AnyValue:
+def _to_any_value(d: dict) -> pb.AnyValue:
     t = d["type"]
     if t == 0:
-        return AnyValue()
+        return pb.AnyValue()
     if t == 1:
-        return AnyValue(string_value=d["str"])
+        return pb.AnyValue(string_value=d["str"])
     if t == 2:
-        return AnyValue(bool_value=d["bool"])
+        return pb.AnyValue(bool_value=d["bool"])
     if t == 3:
-        return AnyValue(int_value=d["int"])
+        return pb.AnyValue(int_value=d["int"])
     if t == 4:
-        return AnyValue(double_value=d["double"])
+        return pb.AnyValue(double_value=d["double"])
     if t == 5:
-        return AnyValue(array_value=ArrayValue.FromString(d["bytes"]))
+        return pb.AnyValue(array_value=pb.ArrayValue.FromString(d["bytes"]))
     if t == 6:
-        return AnyValue(kvlist_value=KeyValueList.FromString(d["bytes"]))
+        return pb.AnyValue(kvlist_value=pb.KeyValueList.FromString(d["bytes"]))
     if t == 7:
-        return AnyValue(bytes_value=d["bytes"])
+        return pb.AnyValue(bytes_value=d["bytes"])
     if t == 8:
-        return AnyValue(string_value_strindex=d["int"])
+        return pb.AnyValue(string_value_strindex=d["int"])
     raise ValueError(f"unknown AnyValue type {t}")
 
 
 def _to_attrs(attrs) -> list:
     return [
-        KeyValue(
+        pb.KeyValue(
             key=a["key"],
             value=None if a["value"] is None else _to_any_value(a["value"]),
             key_strindex=a["key_strindex"],
@@ -558,18 +530,18 @@ def _to_attrs(attrs) -> list:
     ]
 
 
-def _to_resource(row) -> Resource:
+def _to_resource(row) -> pb.Resource:
     attrs, dropped, entity_refs = row[0], row[1], row[2]
-    return Resource(
+    return pb.Resource(
         attributes=_to_attrs(attrs),
         dropped_attributes_count=dropped,
         entity_refs=entity_refs or [],  # dicts with EntityRef's field names
     )
 
 
-def _to_scope(row) -> InstrumentationScope:
+def _to_scope(row) -> pb.InstrumentationScope:
     name, version, attrs, dropped = row[5], row[6], row[7], row[8]
-    return InstrumentationScope(
+    return pb.InstrumentationScope(
         name=name, version=version, attributes=_to_attrs(attrs), dropped_attributes_count=dropped
     )
 
@@ -583,7 +555,7 @@ def _to_spans(rows) -> list:
     ) in rows:  # fmt: skip
         has_status = status_code is not None or status_message is not None
         spans.append(
-            Span(
+            pb.Span(
                 trace_id=trace_id,
                 span_id=span_id,
                 trace_state=trace_state,
@@ -596,7 +568,7 @@ def _to_spans(rows) -> list:
                 attributes=_to_attrs(attributes),
                 dropped_attributes_count=dropped_attributes_count,
                 events=[
-                    Span.Event(
+                    pb.Span.Event(
                         time_unix_nano=_u64(e["time"]),
                         name=e["name"],
                         attributes=_to_attrs(e["attributes"]),
@@ -606,7 +578,7 @@ def _to_spans(rows) -> list:
                 ],
                 dropped_events_count=dropped_events_count,
                 links=[
-                    Span.Link(
+                    pb.Span.Link(
                         trace_id=link["trace_id"],
                         span_id=link["span_id"],
                         trace_state=link["trace_state"],
@@ -617,7 +589,7 @@ def _to_spans(rows) -> list:
                     for link in links or ()
                 ],
                 dropped_links_count=dropped_links_count,
-                status=Status(code=status_code, message=status_message) if has_status else None,
+                status=pb.Status(code=status_code, message=status_message) if has_status else None,
             )
         )
     return spans
@@ -625,7 +597,7 @@ def _to_spans(rows) -> list:
 
 def _to_log_records(rows) -> list:
     return [
-        LogRecord(
+        pb.LogRecord(
             time_unix_nano=_u64(time),
             observed_time_unix_nano=_u64(observed_time),
             severity_number=severity_number,
@@ -647,7 +619,7 @@ def _to_log_records(rows) -> list:
 
 def _to_exemplars(exemplars) -> list:
     return [
-        Exemplar(
+        pb.Exemplar(
             filtered_attributes=_to_attrs(x["filtered_attributes"]),
             time_unix_nano=_u64(x["time"]),
             as_double=x["value_double"],
@@ -668,8 +640,8 @@ def _point_kwargs(p: dict) -> dict:
     }
 
 
-def _to_number_point(p: dict) -> NumberDataPoint:
-    return NumberDataPoint(
+def _to_number_point(p: dict) -> pb.NumberDataPoint:
+    return pb.NumberDataPoint(
         **_point_kwargs(p),
         as_double=p["value_double"],
         as_int=p["value_int"],
@@ -677,8 +649,8 @@ def _to_number_point(p: dict) -> NumberDataPoint:
     )
 
 
-def _to_histogram_point(p: dict) -> HistogramDataPoint:
-    return HistogramDataPoint(
+def _to_histogram_point(p: dict) -> pb.HistogramDataPoint:
+    return pb.HistogramDataPoint(
         **_point_kwargs(p),
         count=p["count"],
         sum=p["sum"],
@@ -693,11 +665,11 @@ def _to_histogram_point(p: dict) -> HistogramDataPoint:
 def _to_buckets(offset, counts):
     if offset is None:
         return None
-    return ExponentialHistogramDataPoint.Buckets(offset=offset, bucket_counts=counts or [])
+    return pb.ExponentialHistogramDataPoint.Buckets(offset=offset, bucket_counts=counts or [])
 
 
-def _to_exponential_point(p: dict) -> ExponentialHistogramDataPoint:
-    return ExponentialHistogramDataPoint(
+def _to_exponential_point(p: dict) -> pb.ExponentialHistogramDataPoint:
+    return pb.ExponentialHistogramDataPoint(
         **_point_kwargs(p),
         count=p["count"],
         sum=p["sum"],
@@ -712,13 +684,13 @@ def _to_exponential_point(p: dict) -> ExponentialHistogramDataPoint:
     )
 
 
-def _to_summary_point(p: dict) -> SummaryDataPoint:
-    return SummaryDataPoint(
+def _to_summary_point(p: dict) -> pb.SummaryDataPoint:
+    return pb.SummaryDataPoint(
         **_point_kwargs(p),
         count=p["count"],
         sum=p["sum"],
         quantile_values=[
-            SummaryDataPoint.ValueAtQuantile(quantile=q["quantile"], value=q["value"])
+            pb.SummaryDataPoint.ValueAtQuantile(quantile=q["quantile"], value=q["value"])
             for q in p["quantile_values"] or ()
         ],
     )
@@ -726,11 +698,11 @@ def _to_summary_point(p: dict) -> SummaryDataPoint:
 
 # metric_type -> (data message, point builder)
 _METRIC_TYPES = {
-    "gauge": (Gauge, _to_number_point),
-    "sum": (Sum, _to_number_point),
-    "histogram": (Histogram, _to_histogram_point),
-    "exponential_histogram": (ExponentialHistogram, _to_exponential_point),
-    "summary": (Summary, _to_summary_point),
+    "gauge": (pb.Gauge, _to_number_point),
+    "sum": (pb.Sum, _to_number_point),
+    "histogram": (pb.Histogram, _to_histogram_point),
+    "exponential_histogram": (pb.ExponentialHistogram, _to_exponential_point),
+    "summary": (pb.Summary, _to_summary_point),
 }
 
 
@@ -752,7 +724,7 @@ def _to_metrics(rows) -> list:
         if type_ == "sum":
             data["is_monotonic"] = monotonic
         metrics.append(
-            Metric(
+            pb.Metric(
                 name=name,
                 description=description,
                 unit=unit,
@@ -767,15 +739,15 @@ def _to_metrics(rows) -> list:
 #            its record list, records builder)
 _REBUILD = {
     "traces": (
-        ExportTraceServiceRequest, "resource_spans", ResourceSpans, "scope_spans", ScopeSpans,
+        pb.ExportTraceServiceRequest, "resource_spans", pb.ResourceSpans, "scope_spans", pb.ScopeSpans,
         "spans", _to_spans,
     ),
     "metrics": (
-        ExportMetricsServiceRequest, "resource_metrics", ResourceMetrics, "scope_metrics",
-        ScopeMetrics, "metrics", _to_metrics,
+        pb.ExportMetricsServiceRequest, "resource_metrics", pb.ResourceMetrics, "scope_metrics",
+        pb.ScopeMetrics, "metrics", _to_metrics,
     ),
     "logs": (
-        ExportLogsServiceRequest, "resource_logs", ResourceLogs, "scope_logs", ScopeLogs,
+        pb.ExportLogsServiceRequest, "resource_logs", pb.ResourceLogs, "scope_logs", pb.ScopeLogs,
         "log_records", _to_log_records,
     ),
 }  # fmt: skip

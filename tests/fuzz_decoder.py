@@ -28,41 +28,11 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
-    ArrayValue,
-    EntityRef,
-    InstrumentationScope,
-    KeyValue,
-    KeyValueList,
-)
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    Exemplar,
-    ExponentialHistogram,
-    ExponentialHistogramDataPoint,
-    Gauge,
-    Histogram,
-    HistogramDataPoint,
-    Metric,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-    Sum,
-    Summary,
-    SummaryDataPoint,
-)
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 if __name__ == "__main__":  # run from a checkout: import this checkout's otlpd
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from otlpd import proto as pb  # noqa: E402
 from otlpd import schema  # noqa: E402
 from otlpd.schema import SIGNALS, DecodeError  # noqa: E402
 
@@ -351,36 +321,36 @@ def wire_mutate(rng: random.Random, data: bytes, n: int | None = None) -> bytes:
 # ---------------------------------------------------------------- realistic requests
 
 
-def _kv(key, value) -> KeyValue:
+def _kv(key, value) -> pb.KeyValue:
     if isinstance(value, bool):
-        v = AnyValue(bool_value=value)
+        v = pb.AnyValue(bool_value=value)
     elif isinstance(value, int):
-        v = AnyValue(int_value=value)
+        v = pb.AnyValue(int_value=value)
     elif isinstance(value, float):
-        v = AnyValue(double_value=value)
+        v = pb.AnyValue(double_value=value)
     elif isinstance(value, bytes):
-        v = AnyValue(bytes_value=value)
+        v = pb.AnyValue(bytes_value=value)
     elif isinstance(value, list):
-        v = AnyValue(array_value=ArrayValue(values=[_kv("", x).value for x in value]))
+        v = pb.AnyValue(array_value=pb.ArrayValue(values=[_kv("", x).value for x in value]))
     elif isinstance(value, dict):
-        v = AnyValue(kvlist_value=KeyValueList(values=[_kv(k, x) for k, x in value.items()]))
+        v = pb.AnyValue(kvlist_value=pb.KeyValueList(values=[_kv(k, x) for k, x in value.items()]))
     else:
-        v = AnyValue(string_value=value)
-    return KeyValue(key=key, value=v)
+        v = pb.AnyValue(string_value=value)
+    return pb.KeyValue(key=key, value=v)
 
 
 T0 = 1_714_564_800_000_000_000
 
 
-def resource(service: str = "checkout") -> Resource:
-    return Resource(
+def resource(service: str = "checkout") -> pb.Resource:
+    return pb.Resource(
         attributes=[
             _kv("service.name", service), _kv("service.version", "1.2.3"),
             _kv("host.name", "host-1"), _kv("telemetry.sdk.language", "python"),
             _kv("telemetry.sdk.name", "opentelemetry"), _kv("telemetry.sdk.version", "1.27.0"),
             _kv("process.pid", 4242), _kv("process.command_args", ["python", "-m", "app"]),
         ],
-        entity_refs=[EntityRef(type="service", id_keys=["service.name"],
+        entity_refs=[pb.EntityRef(type="service", id_keys=["service.name"],
                                description_keys=["service.version"])],
     )
 
@@ -391,7 +361,7 @@ def traces_request(n: int = 1000, resources: int = 1) -> bytes:
     for r in range(resources):
         spans = []
         for i in range(n):
-            spans.append(Span(
+            spans.append(pb.Span(
                 trace_id=(i // 10).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"),
                 parent_span_id=b"" if i % 10 == 0 else (i // 10 * 10 + 1).to_bytes(8, "big"),
                 name=f"GET /cart/{i % 7}", kind=2 + i % 3, flags=0x101,
@@ -404,37 +374,37 @@ def traces_request(n: int = 1000, resources: int = 1) -> bytes:
                     _kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)"),
                     _kv("app.cart.items", i % 5), _kv("app.ratio", i / 7), _kv("app.cached", i % 2 == 0),
                 ],
-                events=[Span.Event(time_unix_nano=T0 + i * 1000 + 10, name="exception",
+                events=[pb.Span.Event(time_unix_nano=T0 + i * 1000 + 10, name="exception",
                                    attributes=[_kv("exception.type", "ValueError"),
                                                _kv("exception.message", f"bad item {i}")])]
                 if i % 13 == 0 else [],
-                links=[Span.Link(trace_id=bytes(16), span_id=bytes(8), trace_state="k=v",
+                links=[pb.Span.Link(trace_id=bytes(16), span_id=bytes(8), trace_state="k=v",
                                  attributes=[_kv("link.kind", "follows")], flags=1)]
                 if i % 17 == 0 else [],
-                status=Status(code=2, message="boom") if i % 13 == 0 else Status(code=1),
+                status=pb.Status(code=2, message="boom") if i % 13 == 0 else pb.Status(code=1),
             ))
-        groups.append(ResourceSpans(resource=resource(f"svc-{r}"), schema_url="https://opentelemetry.io/schemas/1.26.0",
-                                    scope_spans=[ScopeSpans(scope=InstrumentationScope(
+        groups.append(pb.ResourceSpans(resource=resource(f"svc-{r}"), schema_url="https://opentelemetry.io/schemas/1.26.0",
+                                    scope_spans=[pb.ScopeSpans(scope=pb.InstrumentationScope(
                                         name="opentelemetry.instrumentation.flask", version="0.48b0",
                                         attributes=[_kv("lib", "flask")]), spans=spans)]))
-    return ExportTraceServiceRequest(resource_spans=groups).SerializeToString()
+    return pb.ExportTraceServiceRequest(resource_spans=groups).SerializeToString()
 
 
 def logs_request(n: int = 1000) -> bytes:
     """Logs with every kind of body (string, map, array, bytes, none) and attributes."""
-    bodies = [AnyValue(string_value="user added item to cart"),
+    bodies = [pb.AnyValue(string_value="user added item to cart"),
               _kv("", {"event": "checkout", "items": [1, 2, 3], "ok": True}).value,
-              _kv("", ["a", 1, 2.5, False, b"\x00"]).value, AnyValue(bytes_value=b"\x01\x02"),
-              None, AnyValue(), AnyValue(int_value=-7), AnyValue(double_value=-0.0)]
-    records = [LogRecord(
+              _kv("", ["a", 1, 2.5, False, b"\x00"]).value, pb.AnyValue(bytes_value=b"\x01\x02"),
+              None, pb.AnyValue(), pb.AnyValue(int_value=-7), pb.AnyValue(double_value=-0.0)]
+    records = [pb.LogRecord(
         time_unix_nano=T0 + i, observed_time_unix_nano=T0 + i + 5, severity_number=1 + i % 24,
         severity_text=["DEBUG", "INFO", "WARN", "ERROR"][i % 4], body=bodies[i % len(bodies)],
         attributes=[_kv("http.route", "/cart"), _kv("user.id", i), _kv("enduser.roles", ["a", "b"])],
         dropped_attributes_count=i % 3, flags=1, trace_id=(i // 4).to_bytes(16, "big"),
         span_id=(i + 1).to_bytes(8, "big"), event_name="app.cart" if i % 5 == 0 else "",
     ) for i in range(n)]
-    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=resource(), scope_logs=[
-        ScopeLogs(scope=InstrumentationScope(name="app.logger"), log_records=records)])]).SerializeToString()
+    return pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(resource=resource(), scope_logs=[
+        pb.ScopeLogs(scope=pb.InstrumentationScope(name="app.logger"), log_records=records)])]).SerializeToString()
 
 
 def metrics_request(n_metrics: int = 100) -> bytes:
@@ -442,43 +412,43 @@ def metrics_request(n_metrics: int = 100) -> bytes:
     metrics = []
     for i in range(n_metrics):
         attrs = [_kv("http.route", f"/r{i % 7}"), _kv("http.response.status_code", 200)]
-        exemplars = [Exemplar(filtered_attributes=[_kv("user", "u1")], time_unix_nano=T0, as_double=0.5,
+        exemplars = [pb.Exemplar(filtered_attributes=[_kv("user", "u1")], time_unix_nano=T0, as_double=0.5,
                               span_id=bytes(8), trace_id=bytes(16)),
-                     Exemplar(time_unix_nano=T0, as_int=3)]
+                     pb.Exemplar(time_unix_nano=T0, as_int=3)]
         kind = i % 6
         if kind == 0:
-            metrics.append(Metric(name=f"queue.depth.{i}", unit="1", gauge=Gauge(data_points=[
-                NumberDataPoint(attributes=attrs, time_unix_nano=T0 + j, as_int=j, exemplars=exemplars)
+            metrics.append(pb.Metric(name=f"queue.depth.{i}", unit="1", gauge=pb.Gauge(data_points=[
+                pb.NumberDataPoint(attributes=attrs, time_unix_nano=T0 + j, as_int=j, exemplars=exemplars)
                 for j in range(5)])))
         elif kind == 1:
-            metrics.append(Metric(name=f"http.requests.{i}", description="requests", unit="{request}",
-                                  sum=Sum(aggregation_temporality=2, is_monotonic=True, data_points=[
-                                      NumberDataPoint(attributes=attrs, start_time_unix_nano=T0,
+            metrics.append(pb.Metric(name=f"http.requests.{i}", description="requests", unit="{request}",
+                                  sum=pb.Sum(aggregation_temporality=2, is_monotonic=True, data_points=[
+                                      pb.NumberDataPoint(attributes=attrs, start_time_unix_nano=T0,
                                                       time_unix_nano=T0 + j, as_double=j * 1.5)
                                       for j in range(5)])))
         elif kind == 2:
-            metrics.append(Metric(name=f"http.duration.{i}", unit="ms", histogram=Histogram(
-                aggregation_temporality=1, data_points=[HistogramDataPoint(
+            metrics.append(pb.Metric(name=f"http.duration.{i}", unit="ms", histogram=pb.Histogram(
+                aggregation_temporality=1, data_points=[pb.HistogramDataPoint(
                     attributes=attrs, start_time_unix_nano=T0, time_unix_nano=T0 + j, count=10 + j,
                     sum=123.5, min=0.5, max=99.0, bucket_counts=[1, 2, 3, 4], explicit_bounds=[1, 10, 100],
                     exemplars=exemplars, flags=j % 2) for j in range(5)])))
         elif kind == 3:
-            metrics.append(Metric(name=f"rpc.size.{i}", unit="By", exponential_histogram=ExponentialHistogram(
-                aggregation_temporality=2, data_points=[ExponentialHistogramDataPoint(
+            metrics.append(pb.Metric(name=f"rpc.size.{i}", unit="By", exponential_histogram=pb.ExponentialHistogram(
+                aggregation_temporality=2, data_points=[pb.ExponentialHistogramDataPoint(
                     attributes=attrs, time_unix_nano=T0 + j, count=20, sum=1000.0 if j % 2 else None,
                     scale=-3 + j, zero_count=1, zero_threshold=1e-9,
-                    positive=ExponentialHistogramDataPoint.Buckets(offset=-2, bucket_counts=[1, 0, 5, 2**40]),
-                    negative=None if j % 2 else ExponentialHistogramDataPoint.Buckets(offset=3),
+                    positive=pb.ExponentialHistogramDataPoint.Buckets(offset=-2, bucket_counts=[1, 0, 5, 2**40]),
+                    negative=None if j % 2 else pb.ExponentialHistogramDataPoint.Buckets(offset=3),
                     exemplars=exemplars[:1]) for j in range(5)])))
         elif kind == 4:
-            metrics.append(Metric(name=f"gc.pause.{i}", unit="s", summary=Summary(data_points=[
-                SummaryDataPoint(attributes=attrs, time_unix_nano=T0 + j, count=4, sum=2.5,
-                                 quantile_values=[SummaryDataPoint.ValueAtQuantile(quantile=q, value=q * 2)
+            metrics.append(pb.Metric(name=f"gc.pause.{i}", unit="s", summary=pb.Summary(data_points=[
+                pb.SummaryDataPoint(attributes=attrs, time_unix_nano=T0 + j, count=4, sum=2.5,
+                                 quantile_values=[pb.SummaryDataPoint.ValueAtQuantile(quantile=q, value=q * 2)
                                                   for q in (0.5, 0.9, 0.99)]) for j in range(5)])))
         else:
-            metrics.append(Metric(name=f"empty.{i}", metadata=[_kv("note", "no data")]))
-    return ExportMetricsServiceRequest(resource_metrics=[ResourceMetrics(resource=resource(), scope_metrics=[
-        ScopeMetrics(scope=InstrumentationScope(name="app.meter", version="1"), metrics=metrics)])]).SerializeToString()
+            metrics.append(pb.Metric(name=f"empty.{i}", metadata=[_kv("note", "no data")]))
+    return pb.ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(resource=resource(), scope_metrics=[
+        pb.ScopeMetrics(scope=pb.InstrumentationScope(name="app.meter", version="1"), metrics=metrics)])]).SerializeToString()
 
 
 def realistic_requests(scale: int = 1) -> dict[str, list[bytes]]:

@@ -12,37 +12,8 @@ import functools
 from collections import Counter
 
 from hypothesis import strategies as st
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
-    ArrayValue,
-    EntityRef,
-    InstrumentationScope,
-    KeyValue,
-    KeyValueList,
-)
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    Exemplar,
-    ExponentialHistogram,
-    ExponentialHistogramDataPoint,
-    Gauge,
-    Histogram,
-    HistogramDataPoint,
-    Metric,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-    Sum,
-    Summary,
-    SummaryDataPoint,
-)
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from otlpd import proto as pb
 
 __all__ = [
     "any_value",
@@ -106,22 +77,22 @@ def _optional(strategy):
 def any_value(max_depth: int = 2):
     """An AnyValue of any kind (including none set), nesting arrays/kvlists up to max_depth."""
     options = [
-        st.just(AnyValue()),
-        texts.map(lambda v: AnyValue(string_value=v)),
-        st.booleans().map(lambda v: AnyValue(bool_value=v)),
-        int64s.map(lambda v: AnyValue(int_value=v)),
-        floats.map(lambda v: AnyValue(double_value=v)),
-        st.binary(max_size=10).map(lambda v: AnyValue(bytes_value=v)),
-        int32s.map(lambda v: AnyValue(string_value_strindex=v)),
+        st.just(pb.AnyValue()),
+        texts.map(lambda v: pb.AnyValue(string_value=v)),
+        st.booleans().map(lambda v: pb.AnyValue(bool_value=v)),
+        int64s.map(lambda v: pb.AnyValue(int_value=v)),
+        floats.map(lambda v: pb.AnyValue(double_value=v)),
+        st.binary(max_size=10).map(lambda v: pb.AnyValue(bytes_value=v)),
+        int32s.map(lambda v: pb.AnyValue(string_value_strindex=v)),
     ]
     if max_depth > 0:
         inner = any_value(max_depth - 1)
         options.append(
-            st.lists(inner, max_size=3).map(lambda vs: AnyValue(array_value=ArrayValue(values=vs)))
+            st.lists(inner, max_size=3).map(lambda vs: pb.AnyValue(array_value=pb.ArrayValue(values=vs)))
         )
         options.append(
             st.lists(_key_values(inner), max_size=3).map(
-                lambda kvs: AnyValue(kvlist_value=KeyValueList(values=kvs))
+                lambda kvs: pb.AnyValue(kvlist_value=pb.KeyValueList(values=kvs))
             )
         )
     return _one_of(options)
@@ -129,7 +100,7 @@ def any_value(max_depth: int = 2):
 
 def _key_values(values):
     return st.builds(
-        KeyValue,
+        pb.KeyValue,
         key=keys,
         value=_optional(values),  # an absent value is distinct from an empty AnyValue
         key_strindex=int32s,
@@ -147,13 +118,13 @@ def attributes(max_size: int = 3, max_depth: int = 1):
 def resource():
     """A Resource, sometimes empty, sometimes with a (string or not) service.name attribute."""
     service_name = st.builds(
-        KeyValue,
+        pb.KeyValue,
         key=st.just("service.name"),
-        value=_one_of(texts.map(lambda v: AnyValue(string_value=v)), any_value(0)),
+        value=_one_of(texts.map(lambda v: pb.AnyValue(string_value=v)), any_value(0)),
     )
     entity_refs = st.lists(
         st.builds(
-            EntityRef,
+            pb.EntityRef,
             schema_url=texts,
             type=texts,
             id_keys=st.lists(texts, max_size=2),
@@ -162,9 +133,9 @@ def resource():
         max_size=2,
     )
     return _one_of(
-        st.just(Resource()),
+        st.just(pb.Resource()),
         st.builds(
-            lambda service, attrs, dropped, refs: Resource(
+            lambda service, attrs, dropped, refs: pb.Resource(
                 attributes=service + attrs, dropped_attributes_count=dropped, entity_refs=refs
             ),
             st.lists(service_name, max_size=1),
@@ -178,9 +149,9 @@ def resource():
 def scope():
     """An InstrumentationScope, sometimes empty."""
     return _one_of(
-        st.just(InstrumentationScope()),
+        st.just(pb.InstrumentationScope()),
         st.builds(
-            InstrumentationScope,
+            pb.InstrumentationScope,
             name=texts,
             version=texts,
             attributes=attributes(2),
@@ -196,7 +167,7 @@ def spans():
     """A Span with events, links and a status that may be absent, empty or set."""
     events = st.lists(
         st.builds(
-            Span.Event,
+            pb.Span.Event,
             time_unix_nano=times,
             name=texts,
             attributes=attributes(2),
@@ -206,7 +177,7 @@ def spans():
     )
     links = st.lists(
         st.builds(
-            Span.Link,
+            pb.Span.Link,
             trace_id=ids,
             span_id=ids,
             trace_state=texts,
@@ -217,10 +188,10 @@ def spans():
         max_size=2,
     )
     status = _optional(
-        _one_of(st.just(Status()), st.builds(Status, code=enums, message=texts))
+        _one_of(st.just(pb.Status()), st.builds(pb.Status, code=enums, message=texts))
     )
     return st.builds(
-        Span,
+        pb.Span,
         trace_id=ids,
         span_id=ids,
         trace_state=texts,
@@ -243,7 +214,7 @@ def spans():
 def log_records():
     """A LogRecord whose body may be absent."""
     return st.builds(
-        LogRecord,
+        pb.LogRecord,
         time_unix_nano=times,
         observed_time_unix_nano=times,
         severity_number=enums,
@@ -264,7 +235,7 @@ def log_records():
 def _exemplars():
     return st.lists(
         st.builds(
-            lambda value, **kw: Exemplar(**kw, **value),
+            lambda value, **kw: pb.Exemplar(**kw, **value),
             _one_of(
                 st.just({}),
                 floats.map(lambda v: {"as_double": v}),
@@ -290,7 +261,7 @@ def _point_fields():
 
 def _number_points():
     return st.builds(
-        lambda value, **kw: NumberDataPoint(**kw, **value),
+        lambda value, **kw: pb.NumberDataPoint(**kw, **value),
         _one_of(  # int, double, or (invalid but parseable) neither
             floats.map(lambda v: {"as_double": v}),
             int64s.map(lambda v: {"as_int": v}),
@@ -303,7 +274,7 @@ def _number_points():
 
 def _histogram_points():
     return st.builds(
-        HistogramDataPoint,
+        pb.HistogramDataPoint,
         count=uint64s,
         sum=_optional(floats),
         min=_optional(floats),
@@ -318,7 +289,7 @@ def _histogram_points():
 def _buckets():
     return _optional(
         st.builds(
-            ExponentialHistogramDataPoint.Buckets,
+            pb.ExponentialHistogramDataPoint.Buckets,
             offset=int32s,
             bucket_counts=st.lists(uint64s, max_size=4),
         )
@@ -327,7 +298,7 @@ def _buckets():
 
 def _exponential_points():
     return st.builds(
-        ExponentialHistogramDataPoint,
+        pb.ExponentialHistogramDataPoint,
         count=uint64s,
         sum=_optional(floats),
         min=_optional(floats),
@@ -344,11 +315,11 @@ def _exponential_points():
 
 def _summary_points():
     return st.builds(
-        SummaryDataPoint,
+        pb.SummaryDataPoint,
         count=uint64s,
         sum=floats,
         quantile_values=st.lists(
-            st.builds(SummaryDataPoint.ValueAtQuantile, quantile=floats, value=floats), max_size=3
+            st.builds(pb.SummaryDataPoint.ValueAtQuantile, quantile=floats, value=floats), max_size=3
         ),
         **_point_fields(),
     )
@@ -361,31 +332,31 @@ def metrics():
         return st.lists(strategy, max_size=3)
 
     data = _one_of(
-        st.builds(lambda p: {"gauge": Gauge(data_points=p)}, points(_number_points())),
+        st.builds(lambda p: {"gauge": pb.Gauge(data_points=p)}, points(_number_points())),
         st.builds(
-            lambda p, t, m: {"sum": Sum(data_points=p, aggregation_temporality=t, is_monotonic=m)},
+            lambda p, t, m: {"sum": pb.Sum(data_points=p, aggregation_temporality=t, is_monotonic=m)},
             points(_number_points()),
             enums,
             st.booleans(),
         ),
         st.builds(
-            lambda p, t: {"histogram": Histogram(data_points=p, aggregation_temporality=t)},
+            lambda p, t: {"histogram": pb.Histogram(data_points=p, aggregation_temporality=t)},
             points(_histogram_points()),
             enums,
         ),
         st.builds(
             lambda p, t: {
-                "exponential_histogram": ExponentialHistogram(
+                "exponential_histogram": pb.ExponentialHistogram(
                     data_points=p, aggregation_temporality=t
                 )
             },
             points(_exponential_points()),
             enums,
         ),
-        st.builds(lambda p: {"summary": Summary(data_points=p)}, points(_summary_points())),
+        st.builds(lambda p: {"summary": pb.Summary(data_points=p)}, points(_summary_points())),
     )
     return st.builds(
-        lambda data, **kw: Metric(**kw, **data),
+        lambda data, **kw: pb.Metric(**kw, **data),
         data,
         name=texts,
         description=texts,
@@ -399,15 +370,15 @@ def metrics():
 # signal -> (request, resource list, resource group, scope list, scope group, records, strategy)
 _LAYOUT = {
     "traces": (
-        ExportTraceServiceRequest, "resource_spans", ResourceSpans, "scope_spans", ScopeSpans,
+        pb.ExportTraceServiceRequest, "resource_spans", pb.ResourceSpans, "scope_spans", pb.ScopeSpans,
         "spans", spans,
     ),
     "metrics": (
-        ExportMetricsServiceRequest, "resource_metrics", ResourceMetrics, "scope_metrics",
-        ScopeMetrics, "metrics", metrics,
+        pb.ExportMetricsServiceRequest, "resource_metrics", pb.ResourceMetrics, "scope_metrics",
+        pb.ScopeMetrics, "metrics", metrics,
     ),
     "logs": (
-        ExportLogsServiceRequest, "resource_logs", ResourceLogs, "scope_logs", ScopeLogs,
+        pb.ExportLogsServiceRequest, "resource_logs", pb.ResourceLogs, "scope_logs", pb.ScopeLogs,
         "log_records", log_records,
     ),
 }  # fmt: skip
@@ -433,13 +404,13 @@ def export_requests(signal: str):
     )
 
 
-def _single_point_metrics(metric: Metric):
+def _single_point_metrics(metric: pb.Metric):
     """Copies of `metric` with exactly one data point each."""
     kind = metric.WhichOneof("data")
     if kind is None:
         return
     for point in getattr(metric, kind).data_points:
-        copy = Metric()
+        copy = pb.Metric()
         copy.CopyFrom(metric)
         points = getattr(copy, kind).data_points
         del points[:]

@@ -12,38 +12,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 from hypothesis import HealthCheck, given, settings
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
-    ArrayValue,
-    InstrumentationScope,
-    KeyValue,
-    KeyValueList,
-)
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    Exemplar,
-    ExponentialHistogram,
-    ExponentialHistogramDataPoint,
-    Gauge,
-    Histogram,
-    HistogramDataPoint,
-    Metric,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-    Sum,
-    Summary,
-    SummaryDataPoint,
-)
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 from strategies import export_requests, records_multiset
 
+from otlpd import proto as pb
 from otlpd import schema
 from otlpd.schema import DECODERS, SIGNALS, DecodeError, schema_for, to_request
 
@@ -67,8 +38,8 @@ def write_arrow(path: Path, batch: pa.RecordBatch) -> None:
     path.write_bytes(ipc_bytes(batch))
 
 
-def kv(key, **value) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(**value))
+def kv(key, **value) -> pb.KeyValue:
+    return pb.KeyValue(key=key, value=pb.AnyValue(**value))
 
 
 # --------------------------------------------------------------------------- round trips
@@ -114,14 +85,14 @@ def test_logs_round_trip(request_):
 # --------------------------------------------------------------------------- known data
 
 
-def realistic_traces() -> ExportTraceServiceRequest:
+def realistic_traces() -> pb.ExportTraceServiceRequest:
     """Spans of two services; the SCHEMA.md query must return exactly the `cart-*` spans."""
 
     def span(span_id, name, start, route="/cart", **kw):
         attrs = [kv("http.method", string_value="GET"), kv("http.status_code", int_value=200)]
         if route is not None:
             attrs.insert(0, kv("http.route", string_value=route))
-        return Span(
+        return pb.Span(
             trace_id=bytes.fromhex("0af7651916cd43dd8448eb211c80319c"),
             span_id=bytes.fromhex(span_id),
             name=name,
@@ -132,20 +103,20 @@ def realistic_traces() -> ExportTraceServiceRequest:
             **kw,
         )
 
-    checkout = ResourceSpans(
-        resource=Resource(
+    checkout = pb.ResourceSpans(
+        resource=pb.Resource(
             attributes=[kv("service.name", string_value="checkout"), kv("host.name", string_value="h1")]
         ),
         schema_url="https://opentelemetry.io/schemas/1.24.0",
         scope_spans=[
-            ScopeSpans(
-                scope=InstrumentationScope(name="flask", version="3.0"),
+            pb.ScopeSpans(
+                scope=pb.InstrumentationScope(name="flask", version="3.0"),
                 spans=[
                     span("00000000000000a1", "GET /cart", T0 + 5 * MINUTE + 123,  # matches
-                         status=Status(code=1),
-                         events=[Span.Event(time_unix_nano=T0 + 5 * MINUTE + 500, name="cache miss",
+                         status=pb.Status(code=1),
+                         events=[pb.Span.Event(time_unix_nano=T0 + 5 * MINUTE + 500, name="cache miss",
                                             attributes=[kv("key", string_value="cart:42")])],
-                         links=[Span.Link(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, flags=1)]),
+                         links=[pb.Span.Link(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, flags=1)]),
                     span("00000000000000a2", "GET /cart", T0 - 1),  # just before the range
                     span("00000000000000a3", "GET /cart", T0),  # range start is inclusive: matches
                     span("00000000000000a4", "GET /cart", T0 + 60 * MINUTE),  # end is exclusive
@@ -153,84 +124,84 @@ def realistic_traces() -> ExportTraceServiceRequest:
                     span("00000000000000a6", "GET /cart", T0 + 10 * MINUTE, route=None),
                     span("00000000000000a7", "POST /pay", T0 + 10 * MINUTE),
                     span("00000000000000a8", "GET /cart", T0 + 30 * MINUTE,  # matches
-                         status=Status(code=2, message="boom")),
+                         status=pb.Status(code=2, message="boom")),
                 ],
             )
         ],
     )
-    frontend = ResourceSpans(
-        resource=Resource(attributes=[kv("service.name", string_value="frontend")]),
+    frontend = pb.ResourceSpans(
+        resource=pb.Resource(attributes=[kv("service.name", string_value="frontend")]),
         scope_spans=[
-            ScopeSpans(
-                scope=InstrumentationScope(name="fetch"),
+            pb.ScopeSpans(
+                scope=pb.InstrumentationScope(name="fetch"),
                 spans=[span("00000000000000b1", "GET /cart", T0 + 5 * MINUTE)],
             )
         ],
     )
-    no_service = ResourceSpans(  # absent resource and scope: service_name is null
-        scope_spans=[ScopeSpans(spans=[span("00000000000000c1", "GET /cart", 2**64 - 1 - 1_500_000)])]
+    no_service = pb.ResourceSpans(  # absent resource and scope: service_name is null
+        scope_spans=[pb.ScopeSpans(spans=[span("00000000000000c1", "GET /cart", 2**64 - 1 - 1_500_000)])]
     )
-    return ExportTraceServiceRequest(resource_spans=[checkout, frontend, no_service])
+    return pb.ExportTraceServiceRequest(resource_spans=[checkout, frontend, no_service])
 
 
 CART_SPAN_IDS = ["00000000000000a3", "00000000000000a1", "00000000000000a8"]
 
 
-def realistic_metrics() -> ExportMetricsServiceRequest:
+def realistic_metrics() -> pb.ExportMetricsServiceRequest:
     """One metric of every type, including optional fields set and unset."""
     attrs = [kv("http.route", string_value="/cart")]
     ex = [
-        Exemplar(time_unix_nano=T0, as_double=0.25, span_id=b"\x02" * 8, trace_id=b"\x01" * 16,
+        pb.Exemplar(time_unix_nano=T0, as_double=0.25, span_id=b"\x02" * 8, trace_id=b"\x01" * 16,
                  filtered_attributes=[kv("user", string_value="u1")]),
-        Exemplar(time_unix_nano=T0, as_int=7),
+        pb.Exemplar(time_unix_nano=T0, as_int=7),
     ]
     times = {"start_time_unix_nano": T0 - MINUTE, "time_unix_nano": T0}
     metrics = [
-        Metric(name="queue.depth", unit="{item}", gauge=Gauge(data_points=[
-            NumberDataPoint(attributes=attrs, as_int=-3, **times),
-            NumberDataPoint(as_double=1.5, exemplars=ex, **times),
+        pb.Metric(name="queue.depth", unit="{item}", gauge=pb.Gauge(data_points=[
+            pb.NumberDataPoint(attributes=attrs, as_int=-3, **times),
+            pb.NumberDataPoint(as_double=1.5, exemplars=ex, **times),
         ])),
-        Metric(name="requests", description="served requests", unit="1",
+        pb.Metric(name="requests", description="served requests", unit="1",
                metadata=[kv("origin", string_value="sdk")],
-               sum=Sum(aggregation_temporality=2, is_monotonic=True, data_points=[
-                   NumberDataPoint(attributes=attrs, as_int=2**63 - 1, flags=1, **times)])),
-        Metric(name="latency", unit="ms", histogram=Histogram(aggregation_temporality=1, data_points=[
-            HistogramDataPoint(count=3, sum=12.5, min=0.5, max=10.0, bucket_counts=[1, 1, 1],
+               sum=pb.Sum(aggregation_temporality=2, is_monotonic=True, data_points=[
+                   pb.NumberDataPoint(attributes=attrs, as_int=2**63 - 1, flags=1, **times)])),
+        pb.Metric(name="latency", unit="ms", histogram=pb.Histogram(aggregation_temporality=1, data_points=[
+            pb.HistogramDataPoint(count=3, sum=12.5, min=0.5, max=10.0, bucket_counts=[1, 1, 1],
                                explicit_bounds=[1.0, 5.0], exemplars=ex[:1], **times),
-            HistogramDataPoint(count=0, bucket_counts=[0], **times),  # no sum/min/max
+            pb.HistogramDataPoint(count=0, bucket_counts=[0], **times),  # no sum/min/max
         ])),
-        Metric(name="size", exponential_histogram=ExponentialHistogram(
+        pb.Metric(name="size", exponential_histogram=pb.ExponentialHistogram(
             aggregation_temporality=2, data_points=[
-                ExponentialHistogramDataPoint(
+                pb.ExponentialHistogramDataPoint(
                     count=5, sum=9.0, scale=3, zero_count=1, zero_threshold=1e-9,
-                    positive=ExponentialHistogramDataPoint.Buckets(offset=-2, bucket_counts=[1, 2]),
-                    negative=ExponentialHistogramDataPoint.Buckets(offset=4, bucket_counts=[1]),
+                    positive=pb.ExponentialHistogramDataPoint.Buckets(offset=-2, bucket_counts=[1, 2]),
+                    negative=pb.ExponentialHistogramDataPoint.Buckets(offset=4, bucket_counts=[1]),
                     min=-3.0, max=4.0, **times),
-                ExponentialHistogramDataPoint(count=0, scale=0, **times),  # no buckets
+                pb.ExponentialHistogramDataPoint(count=0, scale=0, **times),  # no buckets
             ])),
-        Metric(name="rpc.duration", summary=Summary(data_points=[
-            SummaryDataPoint(count=4, sum=8.0, quantile_values=[
-                SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=1.5),
-                SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=4.0)], **times)])),
+        pb.Metric(name="rpc.duration", summary=pb.Summary(data_points=[
+            pb.SummaryDataPoint(count=4, sum=8.0, quantile_values=[
+                pb.SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=1.5),
+                pb.SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=4.0)], **times)])),
     ]
-    return ExportMetricsServiceRequest(resource_metrics=[ResourceMetrics(
-        resource=Resource(attributes=[kv("service.name", string_value="checkout")]),
-        scope_metrics=[ScopeMetrics(scope=InstrumentationScope(name="meter"), metrics=metrics)],
+    return pb.ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(
+        resource=pb.Resource(attributes=[kv("service.name", string_value="checkout")]),
+        scope_metrics=[pb.ScopeMetrics(scope=pb.InstrumentationScope(name="meter"), metrics=metrics)],
     )])
 
 
-def realistic_logs() -> ExportLogsServiceRequest:
-    body_kvlist = KeyValueList(values=[kv("user", string_value="u1"), kv("n", int_value=3)])
-    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(
-        resource=Resource(attributes=[kv("service.name", string_value="checkout")]),
-        scope_logs=[ScopeLogs(scope=InstrumentationScope(name="logger"), log_records=[
-            LogRecord(time_unix_nano=T0, observed_time_unix_nano=T0 + 1, severity_number=9,
-                      severity_text="INFO", body=AnyValue(string_value="cart loaded"),
+def realistic_logs() -> pb.ExportLogsServiceRequest:
+    body_kvlist = pb.KeyValueList(values=[kv("user", string_value="u1"), kv("n", int_value=3)])
+    return pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(
+        resource=pb.Resource(attributes=[kv("service.name", string_value="checkout")]),
+        scope_logs=[pb.ScopeLogs(scope=pb.InstrumentationScope(name="logger"), log_records=[
+            pb.LogRecord(time_unix_nano=T0, observed_time_unix_nano=T0 + 1, severity_number=9,
+                      severity_text="INFO", body=pb.AnyValue(string_value="cart loaded"),
                       attributes=[kv("cart.items", int_value=3)], trace_id=b"\x01" * 16,
                       span_id=b"\x02" * 8, flags=1),
-            LogRecord(observed_time_unix_nano=T0 + 2, severity_number=17,
-                      body=AnyValue(kvlist_value=body_kvlist), event_name="checkout.failed"),
-            LogRecord(observed_time_unix_nano=T0 + 3),  # no body
+            pb.LogRecord(observed_time_unix_nano=T0 + 2, severity_number=17,
+                      body=pb.AnyValue(kvlist_value=body_kvlist), event_name="checkout.failed"),
+            pb.LogRecord(observed_time_unix_nano=T0 + 3),  # no body
         ])],
     )])
 
@@ -306,7 +277,7 @@ def test_decoded_values_logs():
     assert (rows[0]["severity_number"], rows[0]["severity_text"], rows[0]["flags"]) == (9, "INFO", 1)
     body = rows[1]["body"]
     assert body["type"] == 6
-    assert KeyValueList.FromString(body["bytes"]).values[0].value.string_value == "u1"
+    assert pb.KeyValueList.FromString(body["bytes"]).values[0].value.string_value == "u1"
     assert rows[1]["event_name"] == "checkout.failed" and rows[1]["time"] == 0
     assert rows[2]["body"] is None
 
@@ -320,25 +291,25 @@ def decode_rows(signal, request) -> list[dict]:
 
 def test_any_value_encoding():
     values = [
-        AnyValue(),
-        AnyValue(string_value=""),
-        AnyValue(bool_value=False),
-        AnyValue(int_value=-(2**63)),
-        AnyValue(double_value=-0.0),
-        AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1)])),
-        AnyValue(kvlist_value=KeyValueList()),
-        AnyValue(bytes_value=b"\x00\xff"),
-        AnyValue(string_value_strindex=5),
+        pb.AnyValue(),
+        pb.AnyValue(string_value=""),
+        pb.AnyValue(bool_value=False),
+        pb.AnyValue(int_value=-(2**63)),
+        pb.AnyValue(double_value=-0.0),
+        pb.AnyValue(array_value=pb.ArrayValue(values=[pb.AnyValue(int_value=1)])),
+        pb.AnyValue(kvlist_value=pb.KeyValueList()),
+        pb.AnyValue(bytes_value=b"\x00\xff"),
+        pb.AnyValue(string_value_strindex=5),
     ]
-    attrs = [KeyValue(key="k", value=v) for v in values] + [KeyValue(key="k")]  # last: no value
-    request = ExportLogsServiceRequest(resource_logs=[ResourceLogs(
-        scope_logs=[ScopeLogs(log_records=[LogRecord(attributes=attrs)])])])
+    attrs = [pb.KeyValue(key="k", value=v) for v in values] + [pb.KeyValue(key="k")]  # last: no value
+    request = pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(
+        scope_logs=[pb.ScopeLogs(log_records=[pb.LogRecord(attributes=attrs)])])])
     (row,) = decode_rows("logs", request)
     encoded = [(a["value"] or {}).get("type") for a in row["attributes"]]
     assert encoded == [0, 1, 2, 3, 4, 5, 6, 7, 8, None]
     got = [a["value"] for a in row["attributes"]]
     assert got[1]["str"] == "" and got[2]["bool"] is False and got[3]["int"] == -(2**63)
-    assert got[5]["bytes"] == ArrayValue(values=[AnyValue(int_value=1)]).SerializeToString()
+    assert got[5]["bytes"] == pb.ArrayValue(values=[pb.AnyValue(int_value=1)]).SerializeToString()
     assert got[6]["bytes"] == b"" and got[7]["bytes"] == b"\x00\xff" and got[8]["int"] == 5
     assert all(v is None for k, v in got[0].items() if k != "type")
     rebuilt = to_request("logs", DECODERS["logs"](request.SerializeToString()))
@@ -357,8 +328,8 @@ def request_with_empty_parents(request):
 
 
 def test_absent_resource_and_scope_are_rebuilt_empty():
-    request = ExportTraceServiceRequest(
-        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[Span(name="x")])])]
+    request = pb.ExportTraceServiceRequest(
+        resource_spans=[pb.ResourceSpans(scope_spans=[pb.ScopeSpans(spans=[pb.Span(name="x")])])]
     )
     rebuilt = to_request("traces", DECODERS["traces"](request.SerializeToString()))
     assert rebuilt.resource_spans[0].HasField("resource")
@@ -368,26 +339,26 @@ def test_absent_resource_and_scope_are_rebuilt_empty():
 
 
 def test_to_request_regroups_in_first_appearance_order():
-    res_a = Resource(attributes=[kv("service.name", string_value="a")])
-    res_b = Resource(attributes=[kv("service.name", string_value="b")])
-    scope = InstrumentationScope(name="s")
+    res_a = pb.Resource(attributes=[kv("service.name", string_value="a")])
+    res_b = pb.Resource(attributes=[kv("service.name", string_value="b")])
+    scope = pb.InstrumentationScope(name="s")
 
     def rm(res, *metrics):
-        return ResourceMetrics(resource=res, scope_metrics=[ScopeMetrics(scope=scope, metrics=list(metrics))])
+        return pb.ResourceMetrics(resource=res, scope_metrics=[pb.ScopeMetrics(scope=scope, metrics=list(metrics))])
 
     def gauge(name, value):
-        return Metric(name=name, gauge=Gauge(data_points=[NumberDataPoint(as_int=value)]))
+        return pb.Metric(name=name, gauge=pb.Gauge(data_points=[pb.NumberDataPoint(as_int=value)]))
 
-    request = ExportMetricsServiceRequest(resource_metrics=[
+    request = pb.ExportMetricsServiceRequest(resource_metrics=[
         rm(res_a, gauge("m1", 1), gauge("m2", 2)),
         rm(res_b, gauge("m1", 3)),
-        rm(res_a, gauge("m1", 4), Metric(name="no data")),
+        rm(res_a, gauge("m1", 4), pb.Metric(name="no data")),
     ])
     rebuilt = to_request("metrics", DECODERS["metrics"](request.SerializeToString()))
-    expected = ExportMetricsServiceRequest(resource_metrics=[
+    expected = pb.ExportMetricsServiceRequest(resource_metrics=[
         rm(res_a,
-           Metric(name="m1", gauge=Gauge(data_points=[NumberDataPoint(as_int=1),
-                                                      NumberDataPoint(as_int=4)])),
+           pb.Metric(name="m1", gauge=pb.Gauge(data_points=[pb.NumberDataPoint(as_int=1),
+                                                      pb.NumberDataPoint(as_int=4)])),
            gauge("m2", 2)),
         rm(res_b, gauge("m1", 3)),
     ])
@@ -396,10 +367,10 @@ def test_to_request_regroups_in_first_appearance_order():
 
 def test_to_request_keeps_resources_that_differ_only_in_zero_sign():
     def rl(value):
-        resource = Resource(attributes=[kv("x", double_value=value)])
-        return ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=[LogRecord()])])
+        resource = pb.Resource(attributes=[kv("x", double_value=value)])
+        return pb.ResourceLogs(resource=resource, scope_logs=[pb.ScopeLogs(log_records=[pb.LogRecord()])])
 
-    request = ExportLogsServiceRequest(resource_logs=[rl(0.0), rl(-0.0), rl(0.0)])
+    request = pb.ExportLogsServiceRequest(resource_logs=[rl(0.0), rl(-0.0), rl(0.0)])
     rebuilt = to_request("logs", DECODERS["logs"](request.SerializeToString()))
     assert len(rebuilt.resource_logs) == 2
     assert records_multiset("logs", rebuilt) == records_multiset("logs", request)
