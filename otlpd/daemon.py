@@ -14,6 +14,7 @@ from otlpd.buffer import IMPLEMENTATION as BUFFER_IMPLEMENTATION
 from otlpd.buffer import BatchBuffer
 from otlpd.config import Config, ConfigError
 from otlpd.decode import DECODERS
+from otlpd.decode import stats as decode_stats
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.status import Counters, Status
 from otlpd.writer import SignalWriter, WriterSettings, split_memory_bound
@@ -93,6 +94,7 @@ class Daemon:
             "instance": self.instance,
             "buffer_implementation": BUFFER_IMPLEMENTATION, "pid": os.getpid(),
             "memory": dict(memory.APPLIED),
+            "decoder": decode_stats(),
         })
 
     @property

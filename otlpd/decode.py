@@ -30,7 +30,7 @@ from otlpd import schema
 from otlpd._impl import import_extension, pure_python_requested
 from otlpd.schema import DecodeError
 
-__all__ = ["DECODERS", "DecodeError", "IMPLEMENTATION", "implementations"]
+__all__ = ["DECODERS", "DecodeError", "IMPLEMENTATION", "implementations", "stats"]
 
 
 Decoder = Callable[[bytes], pa.RecordBatch]
@@ -50,13 +50,18 @@ def implementations() -> dict[str, dict[str, Decoder]]:
     return found
 
 
-def _select() -> tuple[str, dict[str, Decoder]]:
-    if pure_python_requested():
-        return "protobuf", dict(schema.DECODERS)
-    module = _import_cython()
-    if module is None:
-        return "protobuf", dict(schema.DECODERS)
-    return "cython", dict(module.DECODERS)
+def _select() -> tuple[str, dict[str, Decoder], Callable[[], dict]]:
+    if not pure_python_requested():
+        module = _import_cython()
+        if module is not None:
+            return "cython", dict(module.DECODERS), module.stats
+    return "protobuf", dict(schema.DECODERS), dict
 
 
-IMPLEMENTATION, DECODERS = _select()
+IMPLEMENTATION, DECODERS, _stats = _select()
+
+
+def stats() -> dict:
+    """The chosen decoder's counters (the Cython one: requests decoded, fallbacks by
+    reason, bytes mapped for batches and cached for reuse); empty for protobuf."""
+    return {"implementation": IMPLEMENTATION, **_stats()}

@@ -255,3 +255,22 @@ def test_max_concurrent_streams_makes_calls_wait_not_fail(buffer_cls, limit, con
     finally:
         release.set()
         server.stop(None)
+
+
+def test_status_reports_the_decoder_and_its_mapped_memory(tmp_path):
+    from otlpd.decode import IMPLEMENTATION
+
+    daemon = start_daemon(tmp_path)
+    try:
+        with grpc.insecure_channel(daemon.endpoint) as channel:
+            export(channel, "traces", trace_request(400).SerializeToString())
+        decoder = daemon.status.snapshot()["daemon"]["decoder"]
+    finally:
+        daemon.stop()
+    assert decoder["implementation"] == IMPLEMENTATION
+    if IMPLEMENTATION == "cython":
+        assert decoder["decoded"] >= 1
+        assert 0 <= decoder["map_cache_bytes"] <= decoder["map_cache_limit"]
+        assert decoder["mapped_bytes"] >= decoder["map_cache_bytes"]
+    else:
+        assert set(decoder) == {"implementation"}
