@@ -73,7 +73,8 @@ class Daemon:
         self.writers = {}
         self.receiver_counters = {}
         intakes = {}
-        buffer_bytes, coalesce_bytes = split_memory_bound(max(1, config["buffer.max_bytes"] // share))
+        buffer_bytes, coalesce_bytes = split_memory_bound(max(1, config["buffer.max_bytes"] // share),
+                                                          config["receiver.max_request_bytes"])
         settings = dataclasses.replace(writer_settings(config, instance, retention),
                                        coalesce_bytes=coalesce_bytes)
         for signal in schema.SIGNALS:

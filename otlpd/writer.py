@@ -36,14 +36,17 @@ COALESCE_ROWS = 65536
 COALESCE_BYTES = 32 * 1024 * 1024
 
 
-def split_memory_bound(max_bytes: int) -> tuple[int, int]:
+def split_memory_bound(max_bytes: int, min_buffer: int = 0) -> tuple[int, int]:
     """Split one signal's memory bound into (buffer bytes, coalescing bytes).
 
     ``buffer.max_bytes`` bounds all decoded rows in memory: rows waiting, rows
     being written (held), and the writer's one concatenated copy. The copy gets
-    1/8 of the bound, at most COALESCE_BYTES; the buffer takes the rest.
+    1/8 of the bound, at most COALESCE_BYTES, but never so much that the buffer
+    falls below ``min_buffer`` (the largest request, which must always fit an
+    empty buffer); the buffer takes the rest. A copy of 0 bytes means batches
+    are written as they are, never concatenated.
     """
-    copy = max(1, min(COALESCE_BYTES, max_bytes // 8))
+    copy = max(0, min(COALESCE_BYTES, max_bytes // 8, max_bytes - min_buffer))
     return max(1, max_bytes - copy), copy
 
 
@@ -123,7 +126,7 @@ def _coalesce(batches: list[pa.RecordBatch], target_rows: int | None = None,
     whole drain. A batch that is large alone is yielded as it is, not copied.
     """
     target_rows = target_rows or COALESCE_ROWS
-    target_bytes = target_bytes or COALESCE_BYTES
+    target_bytes = COALESCE_BYTES if target_bytes is None else target_bytes
     while batches:
         # The byte bound is turned into a row bound from the group's first batch
         # (one nbytes call a group: it costs microseconds a call, per-batch calls

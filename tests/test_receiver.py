@@ -178,12 +178,18 @@ def test_request_larger_than_free_bytes_is_refused_before_decoding(tmp_path):
 def test_buffer_and_writer_copy_share_the_memory_bound(tmp_path):
     """buffer.max_bytes bounds every decoded row in memory, the writer's one
     concatenated copy included (docs/ARCHITECTURE.md, "Memory bound")."""
+    mib = 1024 * 1024
     daemon = Daemon(resolve({}, {}, {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path),
-                                     "buffer.max_bytes": "64MiB"}))
+                                     "buffer.max_bytes": "64MiB", "receiver.max_request_bytes": "4MiB"}))
     for signal in ("traces", "metrics", "logs"):
         buffer_bytes = daemon.buffers[signal].max_bytes
         copy_bytes = daemon.writers[signal].settings.coalesce_bytes
-        assert copy_bytes == 8 * 1024 * 1024 and buffer_bytes + copy_bytes == 64 * 1024 * 1024
+        assert copy_bytes == 8 * mib and buffer_bytes + copy_bytes == 64 * mib
+    # the largest request must still fit an empty buffer: the copy gives way
+    daemon = Daemon(resolve({}, {}, {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path),
+                                     "buffer.max_bytes": "64MiB", "receiver.max_request_bytes": "60MiB"}))
+    assert daemon.buffers["traces"].max_bytes == 60 * mib
+    assert daemon.writers["traces"].settings.coalesce_bytes == 4 * mib
 
 
 def test_out_of_memory_while_decoding_answers_unavailable_with_retry_info(tmp_path, buffer_cls):

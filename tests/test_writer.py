@@ -319,7 +319,18 @@ def test_memory_bound_covers_the_coalescing_copy():
     assert split_memory_bound(1024 * mib) == (1024 * mib - COALESCE_BYTES, COALESCE_BYTES)
     for bound in (1, 7, 8, 1000, 3 * mib + 5):
         buffer, copy = split_memory_bound(bound)
-        assert buffer >= 1 and copy >= 1 and (buffer + copy == bound or bound < 2)
+        assert buffer >= 1 and copy >= 0 and buffer + copy == bound
+    # never below the largest request: the copy shrinks, down to none
+    assert split_memory_bound(64 * mib, 60 * mib) == (60 * mib, 4 * mib)
+    assert split_memory_bound(64 * mib, 64 * mib) == (64 * mib, 0)
+
+
+def test_coalesce_without_a_copy_budget_writes_batches_as_they_are():
+    from otlpd.writer import _coalesce
+
+    batches = [make_batch(range(start, start + 100)) for start in range(0, 500, 100)]
+    result = list(_coalesce(list(batches), target_bytes=0))
+    assert len(result) == 5 and all(a is b for a, b in zip(result, batches))
 
 
 def test_compression_level_changes_the_files(tmp_path, buffer_cls):
