@@ -285,6 +285,12 @@ def resolve(file_values: Mapping[str, Any], env_values: Mapping[str, Any],
 
 def _check_together(values: Mapping[str, Any]) -> None:
     """Checks that involve more than one setting."""
+    request, workers = values["receiver.max_request_bytes"], values["receiver.workers"]
+    if request > values["buffer.max_bytes"] // workers:
+        # a request the receiver accepts must always fit an empty buffer
+        share = " divided by receiver.workers (each worker has its share)" if workers > 1 else ""
+        raise ConfigError(f"receiver.max_request_bytes: must not exceed buffer.max_bytes{share} "
+                          f"({request} > {values['buffer.max_bytes'] // workers})")
     level, codec = values["writer.compression_level"], values["writer.compression"]
     if level is not None:
         if codec not in COMPRESSION_LEVELS:

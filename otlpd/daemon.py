@@ -65,9 +65,6 @@ class Daemon:
         self._reuse_port = reuse_port
         self._recover = recover
         self.output_dir = Path(config["output_dir"]).resolve()
-        if config["receiver.max_request_bytes"] > config["buffer.max_bytes"]:
-            raise ConfigError("receiver.max_request_bytes: must not exceed buffer.max_bytes "
-                              f"({config['receiver.max_request_bytes']} > {config['buffer.max_bytes']})")
         self.status = Status()
         self.buffers = {}
         self.writers = {}

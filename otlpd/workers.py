@@ -109,9 +109,6 @@ class Supervisor:
         return f"{self.config['grpc_endpoint'].rpartition(':')[0]}:{self.port}"
 
     def start(self) -> None:
-        if self.config["receiver.max_request_bytes"] > self.config["buffer.max_bytes"] // self.workers_wanted:
-            raise ConfigError("receiver.max_request_bytes: must not exceed buffer.max_bytes divided by "
-                              "receiver.workers (each worker has its share of the buffer)")
         check_output_dir(self.output_dir)
         self._recover()
         host, _, port = self.config["grpc_endpoint"].rpartition(":")

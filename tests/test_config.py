@@ -54,6 +54,10 @@ def test_parse_duration(text, expected):
      "writer.compression_level: must be from 1 to 12 for lz4"),
     ({"OTLPD_WRITER__COMPRESSION": "none", "OTLPD_WRITER__COMPRESSION_LEVEL": "3"},
      "writer.compression_level: must be default with writer.compression none"),
+    ({"OTLPD_RECEIVER__MAX_REQUEST_BYTES": "2MiB", "OTLPD_BUFFER__MAX_BYTES": "1MiB"},
+     r"receiver.max_request_bytes: must not exceed buffer.max_bytes \(2097152 > 1048576\)"),
+    ({"OTLPD_RECEIVER__MAX_REQUEST_BYTES": "1MiB", "OTLPD_BUFFER__MAX_BYTES": "1MiB", "OTLPD_RECEIVER__WORKERS": "2"},
+     "receiver.max_request_bytes: must not exceed buffer.max_bytes divided by receiver.workers"),
     ({"OTLPD_GRPC_ENDPOINT": "localhost"}, "grpc_endpoint: must be HOST:PORT"),
     ({"OTLPD_WRITER__NO_SUCH_THING": "1"}, "OTLPD_WRITER__NO_SUCH_THING: unknown setting"),
 ])
