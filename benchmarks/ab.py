@@ -17,7 +17,6 @@ variant's median and, per round, its ratio to the first variant.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import statistics
@@ -25,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.run_all import SCENARIOS, Server, measure, stored_rows
+from benchmarks.run_all import SCENARIOS, add_stored, load_settings, measure, start_otlpd
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
@@ -43,21 +42,14 @@ def parse_variant(spec: str) -> tuple[str, dict, list[str]]:
     return label, env, words
 
 
-def run_once(label: str, env: dict, flags: list[str], scenario: str, load: dict,
-             workdir: Path, settle: float) -> dict:
-    signal_name, items = SCENARIOS[scenario]
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OTLPD_") or k == "OTLPD_PURE_PYTHON"}
-    server = Server(f"otlpd ({label})", [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0",
-                                         "--output-dir", str(workdir), *flags], env={**base, **env})
+def run_once(label: str, env: dict, flags: list[str], load: dict, workdir: Path, settle: float) -> dict:
+    server = start_otlpd(workdir, flags, env, name=f"otlpd ({label})")
     try:
         row = measure(server, load, settle)
     finally:
         code = server.stop()
-    stored = stored_rows(workdir / signal_name)
-    accepted = (row["requests_ok"] + row["warmup_ok"]) * items
-    row["stored_items_per_s"] = (stored - row["warmup_ok"] * items) / row["elapsed_s"]
+    add_stored(row, workdir / load["signal"], code)
     row["items_per_cpu_s"] = row["stored_items_per_s"] * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
-    row["stored_ok"] = stored == accepted and code == 0
     row["unavailable"] = row["errors"].get("UNAVAILABLE", 0)
     return row
 
@@ -113,16 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     labels = [label for label, _, _ in variants]
     if len(set(labels)) != len(labels):
         parser.error("variant labels must differ")
-    signal_name, items = SCENARIOS[args.scenario]
-    load = dict(signal=signal_name, items_per_request=items, duration=args.duration,
-                processes=args.processes, channels_per_process=args.channels,
-                concurrency=args.concurrency)
+    load = load_settings(args.scenario, args.duration, args.processes, args.channels, args.concurrency)
     runs = []
     with tempfile.TemporaryDirectory(prefix="otlpd-ab-") as tmp:
         for round_no in range(1, args.rounds + 1):
             for label, env, flags in variants:
                 workdir = Path(tmp) / f"{round_no}-{label}"
-                row = run_once(label, env, flags, args.scenario, load, workdir, args.settle)
+                row = run_once(label, env, flags, load, workdir, args.settle)
                 print(f"[round {round_no}] {label}: {row['stored_items_per_s']:,.0f} items/s, "
                       f"{row['cpu_s']:.1f} CPU s, {row['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
                 runs.append((round_no, label, row))

@@ -212,16 +212,39 @@ class PeakRss:
         return self.peak
 
 
+def start_otlpd(workdir: Path, otlpd_args: list[str], env: dict | None = None, name: str = "otlpd") -> Server:
+    """otlpd writing under ``workdir``, configured only by ``otlpd_args`` and ``env``
+    (the caller's OTLPD_* variables are not passed on)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTLPD_") or k == "OTLPD_PURE_PYTHON"}
+    return Server(name, [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0",
+                         "--output-dir", str(workdir), *otlpd_args], env={**base, **(env or {})})
+
+
+def load_settings(scenario: str, duration: float, processes: int, channels: int, concurrency: int) -> dict:
+    """The keyword arguments of :func:`run_load` for one scenario."""
+    signal_name, items = SCENARIOS[scenario]
+    return dict(signal=signal_name, items_per_request=items, duration=duration, processes=processes,
+                channels_per_process=channels, concurrency=concurrency)
+
+
+def add_stored(row: dict, directory: Path, exit_code: int) -> None:
+    """Add what otlpd stored in ``directory`` (one signal's files) to its loadgen row: stored
+    items, stored items/s over the load window, and whether it equals what was accepted."""
+    items = row["items_per_request"]
+    stored = stored_rows(directory)
+    accepted = (row["requests_ok"] + row["warmup_ok"]) * items
+    row.update(exit_code=exit_code, stored_items=stored, accepted_items=accepted,
+               stored_ok=stored == accepted and exit_code == 0,
+               stored_items_per_s=(stored - row["warmup_ok"] * items) / row["elapsed_s"])
+
+
 def start_target(target: str, workdir: Path, otlpd_args: list[str]) -> Server:
     """Start ``null``, ``otlpd`` (writing under ``workdir``) or ``rotel`` (blackhole exporter)."""
     if target == "null":
         return Server("null server", [sys.executable, "-m", "benchmarks.null_server",
                                       "--endpoint", "127.0.0.1:0", "--threads", str(NULL_THREADS)])
     if target == "otlpd":
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("OTLPD_") or k == "OTLPD_PURE_PYTHON"}
-        return Server("otlpd", [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0",
-                                "--output-dir", str(workdir), *otlpd_args], env=env)
+        return start_otlpd(workdir, otlpd_args)
     port = _free_port()
     return Server("rotel", [
         str(rotel_binary()), "start", "--exporter", "blackhole",
@@ -254,10 +277,8 @@ def stored_rows(directory: Path) -> int:
 
 def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, log) -> list[dict]:
     """All targets, then otlpd's latency run, for one scenario; one row per run."""
-    signal_name, items = SCENARIOS[name]
-    load = dict(signal=signal_name, items_per_request=items, duration=settings["duration"],
-                processes=settings["processes"], channels_per_process=settings["channels"],
-                concurrency=settings["concurrency"])
+    load = load_settings(name, settings["duration"], settings["processes"], settings["channels"],
+                         settings["concurrency"])
     rows = []
     for target in targets:
         server = start_target(target, workdir / f"{name}-{target}", settings["otlpd_args"])
@@ -267,11 +288,7 @@ def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, l
             code = server.stop()
         row.update(scenario=name, target=target, throughput=row["items_per_s"])
         if target == "otlpd":
-            stored = stored_rows(workdir / f"{name}-{target}" / signal_name)
-            accepted = (row["requests_ok"] + row["warmup_ok"]) * items
-            row.update(exit_code=code, stored_items=stored, accepted_items=accepted,
-                       stored_ok=stored == accepted and code == 0,
-                       stored_items_per_s=(stored - row["warmup_ok"] * items) / row["elapsed_s"])
+            add_stored(row, workdir / f"{name}-{target}" / load["signal"], code)
             row["throughput"] = row["stored_items_per_s"]
         row["items_per_cpu_s"] = row["throughput"] * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
         log(f"[{name}] {target}: {row['throughput']:,.0f} items/s, {row['cpu_s']:.1f} CPU s")
