@@ -61,6 +61,22 @@ def layout_bytes(batch: pa.RecordBatch) -> dict[str, float]:
     return {key: value / batch.num_rows for key, value in groups.items()}
 
 
+def writer_stages(batches: list, compressions, rounds: int, path_for,
+                  prefix: str = "") -> tuple[dict, pa.RecordBatch]:
+    """CPU per item of the writer's concatenation and of the IPC write per compression,
+    and the file bytes per item, for ``batches`` (keys prefixed with ``prefix``); and
+    the first concatenated batch."""
+    rows = sum(batch.num_rows for batch in batches)
+    result = {prefix + "coalesce": cpu_seconds(lambda: list(_coalesce(list(batches))), rounds) / rows}
+    groups = list(_coalesce(list(batches)))
+    for compression in compressions:
+        path = path_for(compression)
+        result[f"{prefix}write_{compression}"] = cpu_seconds(
+            lambda c=compression, p=path: write_ipc(groups, c, p), rounds) / rows
+        result[f"{prefix}file_bytes_{compression}"] = write_ipc(groups, compression, path) / rows
+    return result, groups[0]
+
+
 def measure(signal: str, items: int, copies: int, rounds: int, directory: Path) -> dict:
     decode = DECODERS[signal]
     pool = request_pool(signal, items)
@@ -70,22 +86,14 @@ def measure(signal: str, items: int, copies: int, rounds: int, directory: Path) 
     result["decode_fixed_per_request"] = cpu_seconds(
         lambda: [decode(data) for _ in range(8) for data in tiny], rounds) / (8 * len(tiny))
     batches = [decode(data) for data in pool] * copies
-    rows = sum(batch.num_rows for batch in batches)
-    result["coalesce"] = cpu_seconds(lambda: list(_coalesce(list(batches))), rounds) / rows
-    groups = list(_coalesce(list(batches)))
-    for compression in COMPRESSIONS:
-        path = directory / f"{signal}-{compression}.arrow"
-        result[f"write_{compression}"] = cpu_seconds(
-            lambda c=compression, p=path: write_ipc(groups, c, p), rounds) / rows
-        result[f"file_bytes_{compression}"] = write_ipc(groups, compression, path) / rows
+    stages, first_group = writer_stages(batches, COMPRESSIONS, rounds,
+                                        lambda compression: directory / f"{signal}-{compression}.arrow")
+    result.update(stages)
     lean = [batch.drop_columns(sorted(COMMON)) for batch in batches]
-    result["lean_coalesce"] = cpu_seconds(lambda: list(_coalesce(list(lean))), rounds) / rows
-    lean_groups = list(_coalesce(list(lean)))
-    path = directory / f"{signal}-lean.arrow"
-    result["lean_write_zstd"] = cpu_seconds(lambda: write_ipc(lean_groups, "zstd", path), rounds) / rows
-    result["lean_file_bytes_zstd"] = write_ipc(lean_groups, "zstd", path) / rows
+    result.update(writer_stages(lean, ("zstd",), rounds, lambda _: directory / f"{signal}-lean.arrow",
+                                prefix="lean_")[0])
     result["wire_bytes"] = sum(len(data) for data in pool) / total
-    result["layout"] = layout_bytes(groups[0])
+    result["layout"] = layout_bytes(first_group)
     return result
 
 
