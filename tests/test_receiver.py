@@ -1,5 +1,7 @@
 """The receiver against real grpc clients on loopback: statuses for good and bad input."""
+import contextlib
 import gzip
+import threading
 import time
 
 import grpc
@@ -11,6 +13,9 @@ from grpc_status import rpc_status
 from otlp_client import REQUEST_BUILDERS, export, trace_request
 from otlpd.config import resolve
 from otlpd.daemon import Daemon
+from otlpd.decode import DECODERS, IMPLEMENTATION
+from otlpd.receiver import SERVICES, Intake, Receiver, build_server
+from otlpd.status import Counters
 
 
 def start_daemon(tmp_path, buffer_cls=None, **settings):
@@ -192,44 +197,43 @@ def test_buffer_and_writer_copy_share_the_memory_bound(tmp_path):
     assert daemon.writers["traces"].settings.coalesce_bytes == 4 * mib
 
 
+@contextlib.contextmanager
+def traces_channel(decode, buffer, counters=None, retry_delay=1.0, **server_options):
+    """A real gRPC server on loopback whose traces intake uses ``decode`` and ``buffer``,
+    and a channel to it; the server stops on exit."""
+    receiver = Receiver({"traces": Intake(decode, buffer, lambda pending: None, counters or Counters())},
+                        retry_delay=retry_delay)
+    server, port = build_server(receiver, "127.0.0.1:0", max_request_bytes=1 << 20, **server_options)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        server.stop(None)
+
+
 def test_out_of_memory_while_decoding_answers_unavailable_with_retry_info(tmp_path, buffer_cls):
     """A MemoryError from the decoder (the real one raises it when malloc/mmap fail,
     which cannot be provoked safely here, so this decoder stands in) is transient:
     UNAVAILABLE + RetryInfo, nothing accepted, no traceback to the client."""
-    from otlpd.receiver import Intake, Receiver, build_server
-    from otlpd.status import Counters
-
     def decode(_request):
         raise MemoryError
 
     counters = Counters()
-    receiver = Receiver({"traces": Intake(decode, buffer_cls(1 << 20, 1000),
-                                          lambda pending: None, counters)}, retry_delay=2.0)
-    server, port = build_server(receiver, "127.0.0.1:0", threads=2, max_request_bytes=1 << 20)
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            error = status_code(export, channel, "traces", trace_request(3).SerializeToString())
-        assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert "out of memory" in error.details()
-        retry_info = error_details_pb2.RetryInfo()
-        assert rpc_status.from_call(error).details[0].Unpack(retry_info)
-        assert retry_info.retry_delay.seconds == 2
-        assert counters.snapshot()["rejected_out_of_memory_requests"] == 1
-    finally:
-        server.stop(None)
+    with traces_channel(decode, buffer_cls(1 << 20, 1000), counters, retry_delay=2.0, threads=2) as channel:
+        error = status_code(export, channel, "traces", trace_request(3).SerializeToString())
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "out of memory" in error.details()
+    retry_info = error_details_pb2.RetryInfo()
+    assert rpc_status.from_call(error).details[0].Unpack(retry_info)
+    assert retry_info.retry_delay.seconds == 2
+    assert counters.snapshot()["rejected_out_of_memory_requests"] == 1
 
 
 @pytest.mark.parametrize("limit,concurrent", [(1, 1), (0, 2)])
 def test_max_concurrent_streams_makes_calls_wait_not_fail(buffer_cls, limit, concurrent):
     """receiver.max_concurrent_streams: a second call on the same connection waits for a
     stream instead of being refused (without the limit both are decoded at once)."""
-    import threading
-
-    from otlpd.decode import DECODERS
-    from otlpd.receiver import SERVICES, Intake, Receiver, build_server
-    from otlpd.status import Counters
-
     entered, release = [], threading.Event()
 
     def decode(data):
@@ -237,13 +241,9 @@ def test_max_concurrent_streams_makes_calls_wait_not_fail(buffer_cls, limit, con
         release.wait(20)
         return DECODERS["traces"](data)
 
-    receiver = Receiver({"traces": Intake(decode, buffer_cls(1 << 26, 1 << 20), lambda pending: None,
-                                          Counters())}, retry_delay=1.0)
-    server, port = build_server(receiver, "127.0.0.1:0", threads=4, max_request_bytes=1 << 20,
-                                max_concurrent_streams=limit)
-    server.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with traces_channel(decode, buffer_cls(1 << 26, 1 << 20), threads=4,
+                            max_concurrent_streams=limit) as channel:
             call = channel.unary_unary(f"/{SERVICES['traces']}/Export")
             first = call.future(trace_request(2).SerializeToString(), timeout=30)
             deadline = time.monotonic() + 10
@@ -257,15 +257,12 @@ def test_max_concurrent_streams_makes_calls_wait_not_fail(buffer_cls, limit, con
             assert len(entered) == concurrent
             release.set()
             assert first.result() == b"" and second.result() == b""
-        assert len(entered) == 2
     finally:
-        release.set()
-        server.stop(None)
+        release.set()  # never leave the server's threads waiting
+    assert len(entered) == 2
 
 
 def test_status_reports_the_decoder_and_its_mapped_memory(tmp_path):
-    from otlpd.decode import IMPLEMENTATION
-
     daemon = start_daemon(tmp_path)
     try:
         with grpc.insecure_channel(daemon.endpoint) as channel:
