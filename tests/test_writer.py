@@ -42,10 +42,10 @@ def completed(directory):
 def make_writer(tmp_path, buffer_cls):
     writers = []
 
-    def factory(**overrides):
+    def factory(directory=None, **overrides):
         settings = WriterSettings(**{"write_interval": 0.05, "fsync": False, **overrides})
         buffer = buffer_cls(64 * 1024 * 1024, 10_000_000)
-        writer = SignalWriter("traces", SCHEMA, buffer, tmp_path / "traces", settings)
+        writer = SignalWriter("traces", SCHEMA, buffer, directory or tmp_path / "traces", settings)
         writer.prepare()
         writer.start()
         writers.append(writer)
@@ -333,15 +333,11 @@ def test_coalesce_without_a_copy_budget_writes_batches_as_they_are():
     assert len(result) == 5 and all(a is b for a, b in zip(result, batches))
 
 
-def test_compression_level_changes_the_files(tmp_path, buffer_cls):
+def test_compression_level_changes_the_files(make_writer, tmp_path):
     """A faster zstd level writes larger files than the default, readable alike."""
     sizes = {}
     for level in (None, -5):
-        settings = WriterSettings(write_interval=0.05, fsync=False, compression="zstd", compression_level=level)
-        writer = SignalWriter("traces", SCHEMA, buffer_cls(64 * 1024 * 1024, 10_000_000),
-                              tmp_path / f"level{level}", settings)
-        writer.prepare()
-        writer.start()
+        writer = make_writer(directory=tmp_path / f"level{level}", compression="zstd", compression_level=level)
         for start in range(0, 20_000, 2000):
             push(writer.buffer, range(start * 7919 % 10**6, start * 7919 % 10**6 + 2000))
         writer.stop()
