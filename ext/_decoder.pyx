@@ -36,7 +36,7 @@ docs/DECODER.md) are handed to the reference path instead, so that results
 always match it.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset, strlen
 
 import sys
@@ -52,8 +52,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otlpd import schema as _schema
 from otlpd.schema import DecodeError
 
-__all__ = ["decode_traces", "decode_metrics", "decode_logs", "decode", "DECODERS", "DecodeError",
-           "stats"]
+__all__ = ["decode_traces", "decode_metrics", "decode_logs", "decode", "decode_chunk", "merge",
+           "Chunk", "DECODERS", "DecodeError", "stats"]
 
 if sys.byteorder != "little":  # fixed32/fixed64/double are read with memcpy
     raise ImportError("otlpd._decoder supports little-endian hosts only")
@@ -140,6 +140,7 @@ cdef struct Ctx:
     const char* fallback
     int64_t rows
     int64_t replicated
+    int64_t exported  # bytes of the exported batch's block
     Col* out      # the batch being built: a struct whose children are the columns
     Col* tmpl     # same shape: one-row templates of resource/scope/metric columns
     Col* O        # out.children
@@ -1153,6 +1154,21 @@ cdef int64_t MAP_CACHED = 0
 cdef int64_t MAP_TOTAL = 0     # bytes of all mappings: batches alive + cached
 
 
+cdef void* map_new(int64_t* size, int64_t need) noexcept nogil:
+    """A new prefaulted mapping of `need` bytes (a multiple of MAP_GRAIN), counted
+    in MAP_TOTAL; *size is set to `need`. NULL if the kernel refuses."""
+    global MAP_TOTAL
+    cdef void* p = mmap(NULL, <size_t>need, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+    if p == MAP_FAILED:
+        return NULL
+    map_cache_lock()
+    MAP_TOTAL += need
+    map_cache_unlock()
+    size[0] = need
+    return p
+
+
 cdef void* map_get(int64_t* size) noexcept nogil:
     """A mapping of at least *size bytes (updated to its real size) or NULL: the
     smallest cached one at most 1/8 larger (a reused mapping is resident in full,
@@ -1176,13 +1192,7 @@ cdef void* map_get(int64_t* size) noexcept nogil:
         MAP_CACHE[best] = MAP_CACHE[MAP_CACHE_N]
     map_cache_unlock()
     if p == NULL:
-        p = mmap(NULL, <size_t>need, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
-        if p == MAP_FAILED:
-            return NULL
-        map_cache_lock()
-        MAP_TOTAL += need
-        map_cache_unlock()
+        return map_new(size, need)
     size[0] = need
     return p
 
@@ -1205,6 +1215,60 @@ cdef void map_put(void* p, int64_t size) noexcept nogil:
         munmap(p, <size_t>size)
 
 
+# The writer merges one batch at a time per signal and frees it once written, so
+# the mapping of each signal's last merged batch is kept for the next merge: a
+# merge writes ~32 MiB, and fresh pages (zeroing, page faults) had cost about as
+# much as the copy itself. Bounded by the writer's concatenated copy, which
+# buffer.max_bytes counts (otlpd.writer.split_memory_bound); a merge that needs
+# more replaces it with a mapping 1/8 larger than it needs.
+cdef void* MERGE_SLOT[3]
+cdef int64_t MERGE_SLOT_SIZE[3]
+memset(MERGE_SLOT, 0, sizeof(MERGE_SLOT))
+memset(MERGE_SLOT_SIZE, 0, sizeof(MERGE_SLOT_SIZE))
+
+
+cdef void* merge_map_get(int sig, int64_t* size) noexcept nogil:
+    """A mapping of at least *size bytes for a merged batch (updated to its real
+    size), or NULL: the signal's kept one if large enough, else a new one."""
+    global MAP_TOTAL
+    cdef int64_t need = (size[0] + MAP_GRAIN - 1) // MAP_GRAIN * MAP_GRAIN
+    cdef void* p
+    cdef int64_t have
+    map_cache_lock()
+    p = MERGE_SLOT[sig]
+    have = MERGE_SLOT_SIZE[sig]
+    MERGE_SLOT[sig] = NULL
+    MERGE_SLOT_SIZE[sig] = 0
+    if p != NULL and have < need:
+        MAP_TOTAL -= have
+    map_cache_unlock()
+    if p != NULL and have >= need:
+        size[0] = have
+        return p
+    if p != NULL:
+        munmap(p, <size_t>have)
+    return map_new(size, (need + need // 8 + MAP_GRAIN - 1) // MAP_GRAIN * MAP_GRAIN)
+
+
+cdef void merge_slot_put(int sig, void* p, int64_t size) noexcept nogil:
+    """Keep a released merged batch's mapping for the signal's next merge, unless
+    one is kept already (then unmap the smaller)."""
+    global MAP_TOTAL
+    cdef void* drop = p
+    cdef int64_t drop_size = size
+    map_cache_lock()
+    if MERGE_SLOT[sig] == NULL or MERGE_SLOT_SIZE[sig] < size:
+        drop = MERGE_SLOT[sig]
+        drop_size = MERGE_SLOT_SIZE[sig]
+        MERGE_SLOT[sig] = p
+        MERGE_SLOT_SIZE[sig] = size
+    if drop != NULL:
+        MAP_TOTAL -= drop_size
+    map_cache_unlock()
+    if drop != NULL:
+        munmap(drop, <size_t>drop_size)
+
+
 cdef enum:
     ALIGN = 64   # every buffer starts on a 64-byte boundary, as Arrow allocates them
 
@@ -1223,6 +1287,7 @@ cdef inline int64_t aligned(int64_t n) noexcept nogil:
 cdef struct Block:
     long refs
     int64_t mapped   # > 0: the block is its own mapping of this many bytes
+    int merged       # > 0: a merged batch of signal merged - 1 (its mapping goes back to MERGE_SLOT)
 
 
 cdef void release_node(ArrowArray* a) noexcept nogil:
@@ -1245,16 +1310,77 @@ cdef void release_node(ArrowArray* a) noexcept nogil:
     a.release = NULL
     a.private_data = NULL
     if block != NULL and refs_release(&block.refs) == 0:
-        if block.mapped:
+        if block.merged:
+            merge_slot_put(block.merged - 1, block, block.mapped)
+        elif block.mapped:
             map_put(block, block.mapped)
         else:
             free(block)
 
 
-cdef inline int64_t node_meta(Col* col) noexcept nogil:
+cdef inline int n_buffers(int kind) noexcept nogil:
+    """Buffers of an Arrow node of this kind: validity, then values/offsets, then data."""
+    return 1 if kind == C_STRUCT else (3 if kind == C_BIN else 2)
+
+
+cdef inline int64_t kind_meta(int kind, int n_children) noexcept nogil:
     """Bytes of a node's buffer-pointer array plus its children's pointers and structs."""
-    cdef int nb = 1 if col.kind == C_STRUCT else (3 if col.kind == C_BIN else 2)
-    return aligned(nb * sizeof(void*) + col.n_children * (sizeof(ArrowArray*) + sizeof(ArrowArray)))
+    return aligned(n_buffers(kind) * sizeof(void*)
+                   + n_children * (sizeof(ArrowArray*) + sizeof(ArrowArray)))
+
+
+cdef inline int64_t node_meta(Col* col) noexcept nogil:
+    return kind_meta(col.kind, col.n_children)
+
+
+cdef uint8_t* node_start(ArrowArray* a, int kind, int n_children, int64_t length,
+                         int64_t null_count, uint8_t** cur, Block* block) noexcept nogil:
+    """Set up node `a` with its metadata placed in the block at *cur (zeroed: no
+    buffers yet, children pointing at their structs); returns the metadata."""
+    cdef int nb = n_buffers(kind)
+    cdef int i
+    cdef uint8_t* meta = cur[0]
+    cdef ArrowArray* kids
+    memset(meta, 0, <size_t>kind_meta(kind, n_children))
+    cur[0] = meta + kind_meta(kind, n_children)
+    a.length = length
+    a.null_count = null_count
+    a.offset = 0
+    a.n_buffers = nb
+    a.buffers = <const void**>meta
+    a.dictionary = NULL
+    a.release = release_node
+    a.private_data = block
+    a.n_children = n_children
+    a.children = NULL
+    if n_children:
+        a.children = <ArrowArray**>(meta + nb * sizeof(void*))
+        kids = <ArrowArray*>(meta + nb * sizeof(void*) + n_children * sizeof(ArrowArray*))
+        for i in range(n_children):
+            a.children[i] = &kids[i]
+    return meta
+
+
+cdef Block* block_new(int64_t* nbytes, int64_t nodes, int merged) noexcept nogil:
+    """A block of at least *nbytes (updated to its real size) whose `nodes` nodes
+    each hold a reference, or NULL: a mapping of its own from MAP_MIN_BYTES on.
+    merged > 0: a merged batch of signal merged - 1 (merge_map_get)."""
+    cdef void* mem = NULL
+    if merged > 0 and nbytes[0] >= MAP_MIN_BYTES:
+        mem = merge_map_get(merged - 1, nbytes)
+    elif nbytes[0] >= MAP_MIN_BYTES:
+        mem = map_get(nbytes)
+        merged = 0
+    else:
+        if posix_memalign(&mem, ALIGN, <size_t>nbytes[0]) != 0:
+            mem = NULL
+        merged = 0
+    if mem == NULL:
+        return NULL
+    (<Block*>mem).mapped = nbytes[0] if nbytes[0] >= MAP_MIN_BYTES else 0
+    (<Block*>mem).merged = merged
+    (<Block*>mem).refs = <long>nodes
+    return <Block*>mem
 
 
 cdef int export_size(Col* col, int64_t* nodes, int64_t* nbytes) noexcept nogil:
@@ -1293,60 +1419,281 @@ cdef inline const void* put(Buf* b, uint8_t** cur) noexcept nogil:
 cdef void export_fill(Col* col, ArrowArray* a, uint8_t** cur, Block* block) noexcept nogil:
     """Second pass: fill node `a` from col, with everything placed in the block at *cur
     (export_size counted exactly these bytes)."""
-    cdef int nb = 1 if col.kind == C_STRUCT else (3 if col.kind == C_BIN else 2)
-    cdef int nc = col.n_children
     cdef int i
-    cdef uint8_t* meta = cur[0]
-    cdef const void** bufs = <const void**>meta
-    cdef ArrowArray* kids
-    memset(meta, 0, <size_t>node_meta(col))
-    cur[0] = meta + node_meta(col)
-    a.length = col.length
-    a.null_count = col.null_count
-    a.offset = 0
-    a.n_buffers = nb
-    a.buffers = bufs
-    a.dictionary = NULL
-    a.release = release_node
-    a.private_data = block
+    cdef const void** bufs = <const void**>node_start(a, col.kind, col.n_children, col.length,
+                                                      col.null_count, cur, block)
     # Validity bitmap only where the column has nulls (null_count 0 -> NULL).
     bufs[0] = put(&col.valid, cur) if col.null_count > 0 else NULL
     if col.kind != C_STRUCT:
         bufs[1] = put(&col.vals, cur)  # values, bits or int32 offsets ([0] if empty)
     if col.kind == C_BIN:
         bufs[2] = put(&col.data, cur)
-    a.n_children = nc
-    a.children = NULL
-    if nc:
-        a.children = <ArrowArray**>(meta + nb * sizeof(void*))
-        kids = <ArrowArray*>(meta + nb * sizeof(void*) + nc * sizeof(ArrowArray*))
-        for i in range(nc):
-            a.children[i] = &kids[i]
-            export_fill(&col.children[i], a.children[i], cur, block)
+    for i in range(col.n_children):
+        export_fill(&col.children[i], a.children[i], cur, block)
 
 
-cdef int export_tree(Col* root, ArrowArray* a) noexcept nogil:
-    """Copy the batch in `root` into one block owned by the zeroed node `a`.
-    The tree keeps its buffers (for reuse); on failure `a` is left untouched."""
+cdef int export_tree(Col* root, ArrowArray* a, int64_t* size) noexcept nogil:
+    """Copy the batch in `root` into one block owned by the zeroed node `a`; *size
+    is set to the block's bytes. The tree keeps its buffers (for reuse); on failure
+    `a` is left untouched."""
     cdef int64_t nodes = 0
     cdef int64_t nbytes = aligned(sizeof(Block))
-    cdef void* mem = NULL
+    cdef Block* block
     cdef uint8_t* cur
     if export_size(root, &nodes, &nbytes):
         return ST_NOMEM
-    if nbytes >= MAP_MIN_BYTES:
-        mem = map_get(&nbytes)
-        if mem == NULL:
-            return ST_NOMEM
-        (<Block*>mem).mapped = nbytes
-    else:
-        if posix_memalign(&mem, ALIGN, <size_t>nbytes) != 0 or mem == NULL:
-            return ST_NOMEM
-        (<Block*>mem).mapped = 0
-    (<Block*>mem).refs = <long>nodes
-    cur = <uint8_t*>mem + aligned(sizeof(Block))
-    export_fill(root, a, &cur, <Block*>mem)
+    block = block_new(&nbytes, nodes, 0)
+    if block == NULL:
+        return ST_NOMEM
+    size[0] = nbytes
+    cur = <uint8_t*>block + aligned(sizeof(Block))
+    export_fill(root, a, &cur, block)
     return ST_OK
+
+
+# ============================================================== merging exported batches
+# The writer concatenates the batches of many requests before writing them
+# (otlpd.writer._coalesce). Batches still in this module's export form (Chunk:
+# exported, never imported into pyarrow) are concatenated here, into one block
+# that pyarrow imports once: no import per request (~50 us each) and none of
+# pyarrow's per-array concatenation work (docs/DECODER.md, "Merging").
+#
+# The sources are trees this module exported, so their shape is the schema's
+# Spec. Everything the merge relies on is checked first (merge_size): buffer and
+# child counts, offset 0, null counts, offsets starting at 0, child lengths,
+# totals within int32 offsets. Anything else is ST_FALLBACK (pyarrow concatenates
+# instead) or ST_TOO_LARGE.
+
+cdef enum:
+    MERGE_MAX_DEPTH = 32   # deeper than any schema (checked at import)
+
+
+cdef void bits_append(uint8_t* dst, int64_t pos, const uint8_t* src, int64_t n) noexcept nogil:
+    """Write bits [pos, pos + n) of dst from bits [0, n) of src.
+
+    dst's bits from pos on are zero in byte pos >> 3, and the bits after pos + n
+    are left zero in their byte: appends must follow each other. Writes up to
+    byte (pos + n) >> 3 + 1 (the bitmaps have one byte of slack)."""
+    cdef int64_t nb = (n + 7) >> 3
+    cdef int s = <int>(pos & 7)
+    cdef uint8_t* d = dst + (pos >> 3)
+    cdef uint8_t last = 0xFF if (n & 7) == 0 else <uint8_t>((1 << (n & 7)) - 1)
+    cdef uint8_t b
+    cdef int64_t i
+    if n <= 0:
+        return
+    if s == 0:
+        memcpy(d, src, <size_t>nb)
+        d[nb - 1] &= last
+        return
+    for i in range(nb):
+        b = src[i]
+        if i == nb - 1:
+            b &= last
+        d[i] |= <uint8_t>(b << s)
+        d[i + 1] = <uint8_t>(b >> (8 - s))  # bounds: one byte of slack
+
+
+cdef void bits_ones(uint8_t* dst, int64_t pos, int64_t n) noexcept nogil:
+    """Set bits [pos, pos + n) of dst, with bits_append's contract."""
+    cdef int64_t full
+    while n > 0 and (pos & 7):
+        dst[pos >> 3] |= <uint8_t>(1 << (pos & 7))
+        pos += 1
+        n -= 1
+    full = n >> 3
+    if full:
+        memset(dst + (pos >> 3), 0xFF, <size_t>full)
+        pos += full * 8
+        n -= full * 8
+    if n:
+        dst[pos >> 3] = <uint8_t>((1 << n) - 1)
+
+
+cdef inline int64_t bitmap_bytes(int64_t n) noexcept nogil:
+    return ((n + 7) >> 3) + 1   # one byte of slack for bits_append
+
+
+cdef int merge_size(const Spec* spec, int* si, ArrowArray** srcs, int k, ArrowArray** rows,
+                    int depth, int64_t* nodes, int64_t* nbytes) noexcept nogil:
+    """First pass over node spec[*si] of k sources (srcs, row `depth` of `rows`):
+    check them, count the merged node and its bytes, recurse into the children."""
+    cdef Spec sp = spec[si[0]]
+    cdef int nb = n_buffers(sp.kind)
+    cdef int64_t total = 0
+    cdef int64_t nulls = 0
+    cdef int64_t inner = 0   # BIN: data bytes; LIST: child rows
+    cdef int i, j, rc
+    cdef ArrowArray* a
+    cdef const int32_t* off
+    cdef ArrowArray** kids
+    si[0] += 1
+    if depth + 1 >= MERGE_MAX_DEPTH:
+        return ST_FALLBACK
+    for i in range(k):
+        a = srcs[i]
+        if (a.release == NULL or a.offset != 0 or a.n_buffers != nb or a.length < 0
+                or a.n_children != sp.n_children or a.null_count < 0
+                or (a.null_count > 0 and a.buffers[0] == NULL)):
+            return ST_FALLBACK
+        if sp.kind != C_STRUCT and a.buffers[1] == NULL:
+            return ST_FALLBACK
+        if sp.kind == C_BIN or sp.kind == C_LIST:
+            off = <const int32_t*>a.buffers[1]
+            if off[0] != 0 or off[a.length] < 0:
+                return ST_FALLBACK
+            if sp.kind == C_BIN and a.buffers[2] == NULL:
+                return ST_FALLBACK
+            if sp.kind == C_LIST and a.children[0].length != off[a.length]:
+                return ST_FALLBACK
+            inner += off[a.length]
+        if sp.kind == C_STRUCT:
+            for j in range(sp.n_children):
+                if a.children[j].length != a.length:
+                    return ST_FALLBACK
+        total += a.length
+        nulls += a.null_count
+    if total > INT32_MAX_ or inner > INT32_MAX_:
+        return ST_TOO_LARGE
+    nodes[0] += 1
+    nbytes[0] += kind_meta(sp.kind, sp.n_children)
+    if nulls > 0:
+        nbytes[0] += aligned(bitmap_bytes(total))
+    if sp.kind == C_PRIM:
+        nbytes[0] += aligned(total * sp.width)
+    elif sp.kind == C_BOOL:
+        nbytes[0] += aligned(bitmap_bytes(total))
+    elif sp.kind == C_BIN or sp.kind == C_LIST:
+        nbytes[0] += aligned(4 * (total + 1))
+        if sp.kind == C_BIN:
+            nbytes[0] += aligned(inner)
+    kids = rows + (depth + 1) * k
+    for j in range(sp.n_children):
+        for i in range(k):
+            kids[i] = srcs[i].children[j]
+        rc = merge_size(spec, si, kids, k, rows, depth + 1, nodes, nbytes)
+        if rc:
+            return rc
+    return ST_OK
+
+
+cdef void merge_offsets(int32_t* dst, ArrowArray** srcs, int k) noexcept nogil:
+    """Concatenate the sources' offsets, each rebased to where its values land."""
+    cdef int64_t pos = 0
+    cdef int32_t base = 0
+    cdef int64_t r, n
+    cdef const int32_t* off
+    cdef int i
+    dst[0] = 0
+    for i in range(k):
+        off = <const int32_t*>srcs[i].buffers[1]
+        n = srcs[i].length
+        for r in range(1, n + 1):
+            dst[pos + r] = off[r] + base
+        pos += n
+        base += off[n]
+
+
+cdef void merge_fill(const Spec* spec, int* si, ArrowArray** srcs, int k, ArrowArray** rows,
+                     int depth, ArrowArray* a, uint8_t** cur, Block* block) noexcept nogil:
+    """Second pass: fill the merged node `a` in the block at *cur (merge_size
+    checked the sources and counted exactly these bytes)."""
+    cdef Spec sp = spec[si[0]]
+    cdef int64_t total = 0
+    cdef int64_t nulls = 0
+    cdef int64_t pos, n, size
+    cdef int i, j
+    cdef uint8_t* q
+    cdef const int32_t* off
+    cdef ArrowArray** kids
+    cdef const void** bufs
+    si[0] += 1
+    for i in range(k):
+        total += srcs[i].length
+        nulls += srcs[i].null_count
+    bufs = <const void**>node_start(a, sp.kind, sp.n_children, total, nulls, cur, block)
+    if nulls > 0:
+        q = cur[0]
+        cur[0] = q + aligned(bitmap_bytes(total))
+        q[0] = 0
+        pos = 0
+        for i in range(k):
+            if srcs[i].null_count > 0:
+                bits_append(q, pos, <const uint8_t*>srcs[i].buffers[0], srcs[i].length)
+            else:
+                bits_ones(q, pos, srcs[i].length)
+            pos += srcs[i].length
+        bufs[0] = q
+    if sp.kind == C_PRIM or sp.kind == C_BOOL:
+        size = total * sp.width if sp.kind == C_PRIM else bitmap_bytes(total)
+        if total == 0:
+            bufs[1] = <const void*>ZERO_BUF
+        else:
+            q = cur[0]
+            cur[0] = q + aligned(size)
+            q[0] = 0
+            pos = 0
+            for i in range(k):
+                n = srcs[i].length
+                if sp.kind == C_PRIM:
+                    memcpy(q + pos * sp.width, srcs[i].buffers[1], <size_t>(n * sp.width))
+                else:
+                    bits_append(q, pos, <const uint8_t*>srcs[i].buffers[1], n)
+                pos += n
+            bufs[1] = q
+    elif sp.kind == C_BIN or sp.kind == C_LIST:
+        q = cur[0]
+        cur[0] = q + aligned(4 * (total + 1))
+        merge_offsets(<int32_t*>q, srcs, k)
+        bufs[1] = q
+        if sp.kind == C_BIN:
+            size = (<const int32_t*>q)[total]
+            if size == 0:
+                bufs[2] = <const void*>ZERO_BUF
+            else:
+                q = cur[0]
+                cur[0] = q + aligned(size)
+                pos = 0
+                for i in range(k):
+                    off = <const int32_t*>srcs[i].buffers[1]
+                    n = off[srcs[i].length]
+                    memcpy(q + pos, srcs[i].buffers[2], <size_t>n)
+                    pos += n
+                bufs[2] = q
+    kids = rows + (depth + 1) * k
+    for j in range(sp.n_children):
+        for i in range(k):
+            kids[i] = srcs[i].children[j]
+        merge_fill(spec, si, kids, k, rows, depth + 1, a.children[j], cur, block)
+
+
+cdef int merge_arrays(int sig, const Spec* spec, ArrowArray** srcs, int k, ArrowArray* out,
+                      int64_t* size) noexcept nogil:
+    """Concatenate k exported batches of one signal (its `spec`) into one block owned by the
+    zeroed node `out`; the sources are only read. ST_OK, ST_FALLBACK, ST_TOO_LARGE
+    or ST_NOMEM (then `out` is untouched)."""
+    cdef ArrowArray** rows = <ArrowArray**>malloc(MERGE_MAX_DEPTH * k * sizeof(ArrowArray*))
+    cdef int64_t nodes = 0
+    cdef int64_t nbytes = aligned(sizeof(Block))
+    cdef int si = 0
+    cdef int rc
+    cdef Block* block
+    cdef uint8_t* cur
+    if rows == NULL:
+        return ST_NOMEM
+    memcpy(rows, srcs, k * sizeof(ArrowArray*))
+    rc = merge_size(spec, &si, rows, k, rows, 0, &nodes, &nbytes)
+    if rc == ST_OK:
+        block = block_new(&nbytes, nodes, sig + 1)
+        if block == NULL:
+            rc = ST_NOMEM
+        else:
+            size[0] = nbytes
+            cur = <uint8_t*>block + aligned(sizeof(Block))
+            si = 0
+            merge_fill(spec, &si, rows, k, rows, 0, out, &cur, block)
+    free(rows)
+    return rc
 
 
 # ============================================================== decoding
@@ -2679,7 +3026,7 @@ cdef int run(Ctx* c, int sig, const uint8_t* data, int64_t size, ArrowArray** ou
         arr = <ArrowArray*>calloc(1, sizeof(ArrowArray))
         if arr == NULL:
             c.status = ST_NOMEM
-        elif export_tree(c.out, arr):
+        elif export_tree(c.out, arr, &c.exported):
             free(arr)
             c.status = ST_NOMEM
         else:
@@ -2719,10 +3066,56 @@ _import_batch = pa.RecordBatch._import_from_c
 
 cdef int64_t _fallbacks = 0
 cdef int64_t _decoded = 0
+cdef int64_t _merges = 0
 _fallback_reasons = {}
 
 
-cdef object _decode(int sig, object data, bint allow_fallback):
+cdef class Chunk:
+    """One request's rows as this module exported them, not yet imported into pyarrow.
+
+    The receiver puts chunks in the buffer and the writer concatenates them with
+    :func:`merge` (or turns one into a batch with :meth:`to_batch`): a request
+    costs no pyarrow import of its ~200 arrays, and concatenation no pyarrow
+    work per array. ``num_rows`` and ``nbytes`` (the bytes of its memory block)
+    answer like a RecordBatch's; ``get_total_buffer_size()`` is ``nbytes``.
+    """
+    cdef ArrowArray* arr   # owned; released (arr.release == NULL) once imported
+    cdef int sig
+    cdef readonly int64_t num_rows
+    cdef readonly int64_t nbytes
+
+    def __cinit__(self):
+        self.arr = NULL
+
+    def __dealloc__(self):
+        if self.arr != NULL:
+            if self.arr.release != NULL:
+                self.arr.release(self.arr)
+            free(self.arr)
+
+    @property
+    def signal(self):
+        return _SIGNALS[self.sig]
+
+    @property
+    def schema(self):
+        return _SCHEMAS[self.sig]
+
+    def get_total_buffer_size(self):
+        return self.nbytes
+
+    def to_batch(self):
+        """The rows as a pyarrow.RecordBatch, which takes over the memory: a chunk
+        converts once (ValueError the second time)."""
+        if self.arr == NULL or self.arr.release == NULL:
+            raise ValueError("this chunk was already converted to a RecordBatch")
+        return _import_batch(<uintptr_t>self.arr, _SCHEMAS[self.sig])
+
+    def __repr__(self):
+        return f"<otlpd._decoder.Chunk {self.signal}: {self.num_rows} rows, {self.nbytes} bytes>"
+
+
+cdef object _decode(int sig, object data, bint allow_fallback, bint as_chunk=False):
     global _fallbacks, _decoded
     cdef const uint8_t* ptr
     cdef Py_ssize_t size
@@ -2758,6 +3151,13 @@ cdef object _decode(int sig, object data, bint allow_fallback):
         c.out = NULL
     if rc == ST_OK:
         _decoded += 1
+        if as_chunk:
+            chunk = Chunk()
+            chunk.arr = arr
+            chunk.sig = sig
+            chunk.num_rows = arr.length
+            chunk.nbytes = c.exported
+            return chunk
         try:
             return _import_batch(<uintptr_t>arr, _SCHEMAS[sig])
         finally:
@@ -2798,6 +3198,68 @@ def decode_logs(data):
 DECODERS = {"traces": decode_traces, "metrics": decode_metrics, "logs": decode_logs}
 
 
+def decode_chunk(signal, data):
+    """Decode `data` as `signal`'s Export request into a :class:`Chunk` (or, where
+    the reference path decodes it, a RecordBatch); raises DecodeError on bad bytes."""
+    return _decode(_SIGNALS.index(signal), data, True, True)
+
+
+def merge(chunks):
+    """The rows of `chunks` (a list of Chunks of one signal, in order) as one
+    RecordBatch, concatenated natively; the chunks stay as they were.
+
+    Returns None where the native merge does not apply (offsets beyond int32, a
+    chunk not in the form this module exports): concatenate with pyarrow then.
+    """
+    cdef Py_ssize_t k = len(chunks)
+    cdef Py_ssize_t i
+    cdef Chunk chunk
+    cdef int sig = -1
+    cdef int rc
+    cdef int64_t size = 0
+    cdef ArrowArray** srcs
+    cdef ArrowArray* out
+    cdef const Spec* spec
+    global _merges
+    if k == 0 or k > 1 << 24:
+        raise ValueError(f"merge() takes 1 to {1 << 24} chunks, not {k}")
+    for item in chunks:
+        if not isinstance(item, Chunk):
+            raise TypeError(f"merge() takes Chunks, not {type(item).__name__}")
+        chunk = <Chunk>item
+        if chunk.arr == NULL or chunk.arr.release == NULL:
+            raise ValueError("merge() got a chunk already converted to a RecordBatch")
+        if sig < 0:
+            sig = chunk.sig
+        elif chunk.sig != sig:
+            raise ValueError("merge() takes chunks of one signal")
+    srcs = <ArrowArray**>malloc(k * sizeof(ArrowArray*))
+    out = <ArrowArray*>calloc(1, sizeof(ArrowArray))
+    if srcs == NULL or out == NULL:
+        free(srcs)
+        free(out)
+        raise MemoryError("otlpd._decoder: out of memory")
+    for i in range(k):
+        srcs[i] = (<Chunk>chunks[i]).arr
+    spec = SPECS[sig]
+    # `chunks` (the caller's list) keeps every source alive while the GIL is released.
+    with nogil:
+        rc = merge_arrays(sig, spec, srcs, <int>k, out, &size)
+    free(srcs)
+    if rc == ST_OK:
+        _merges += 1
+        try:
+            return _import_batch(<uintptr_t>out, _SCHEMAS[sig])
+        finally:
+            if out.release != NULL:
+                out.release(out)
+            free(out)
+    free(out)
+    if rc == ST_NOMEM:
+        raise MemoryError("otlpd._decoder: out of memory")
+    return None
+
+
 def decode(signal, data, fallback=True):
     """Decode `data` as `signal`'s Export request.
 
@@ -2808,18 +3270,21 @@ def decode(signal, data, fallback=True):
 
 
 def stats():
-    """Counters since import: requests decoded natively, fallbacks by reason; bytes
-    mapped for batches now (alive or cached), of them the released mappings kept for
-    reuse, and the bound of those."""
-    cdef int64_t cached, total
+    """Counters since import: requests decoded natively, fallbacks by reason, native
+    merges; bytes mapped for batches now (alive or cached), of them the released
+    mappings kept for reuse and the bound of those, and the mappings kept for the
+    next merge of each signal."""
+    cdef int64_t cached, total, merge_kept
     with nogil:
         map_cache_lock()
         cached = MAP_CACHED
         total = MAP_TOTAL
+        merge_kept = MERGE_SLOT_SIZE[0] + MERGE_SLOT_SIZE[1] + MERGE_SLOT_SIZE[2]
         map_cache_unlock()
     return {"decoded": _decoded, "fallbacks": _fallbacks,
-            "fallback_reasons": dict(_fallback_reasons),
-            "mapped_bytes": total, "map_cache_bytes": cached, "map_cache_limit": MAP_CACHE_BYTES}
+            "fallback_reasons": dict(_fallback_reasons), "merges": _merges,
+            "mapped_bytes": total, "map_cache_bytes": cached, "map_cache_limit": MAP_CACHE_BYTES,
+            "merge_cache_bytes": merge_kept}
 
 
 # ---------------------------------------------------------------- import-time setup
@@ -2914,6 +3379,15 @@ def _spec_nodes(t, out):
         raise ImportError(f"unsupported Arrow type {t}")
 
 
+def _type_depth(t):
+    """Nesting levels of an Arrow type (a primitive is 1)."""
+    if pa.types.is_struct(t):
+        return 1 + max((_type_depth(t.field(i).type) for i in range(t.num_fields)), default=0)
+    if pa.types.is_list(t):
+        return 1 + _type_depth(t.value_type)
+    return 1
+
+
 _COMMON = ["resource_attributes", "resource_dropped_attributes_count", "resource_entity_refs",
            "resource_schema_url", "service_name", "scope_name", "scope_version",
            "scope_attributes", "scope_dropped_attributes_count", "scope_schema_url"]
@@ -2940,6 +3414,8 @@ def _fill_specs():
             raise ImportError(f"otlpd._decoder was written for another {_SIGNALS[sig]} schema")
         nodes = []
         _spec_nodes(pa.struct(list(schema)), nodes)
+        if _type_depth(pa.struct(list(schema))) >= MERGE_MAX_DEPTH:
+            raise ImportError("schema too deep for merge()")
         if len(nodes) > MAX_SPEC:
             raise ImportError("schema too large for the decoder")
         for i, (kind, width, n, flags) in enumerate(nodes):

@@ -13,7 +13,7 @@ from otlpd import memory, schema
 from otlpd.buffer import IMPLEMENTATION as BUFFER_IMPLEMENTATION
 from otlpd.buffer import BatchBuffer
 from otlpd.config import Config, ConfigError
-from otlpd.decode import DECODERS
+from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.status import Counters, Status
@@ -82,7 +82,7 @@ class Daemon:
             self.buffers[signal] = buffer
             self.writers[signal] = writer
             self.receiver_counters[signal] = counters
-            intakes[signal] = Intake(DECODERS[signal], buffer, writer.on_pending, counters)
+            intakes[signal] = Intake(BUFFER_DECODERS[signal], buffer, writer.on_pending, counters)
         self.receiver = Receiver(intakes, config["receiver.retry_delay"])
         self.server = None
         self.port = None

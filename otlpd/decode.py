@@ -1,6 +1,13 @@
 """The decoding seam: Export request bytes -> one pyarrow.RecordBatch per request.
 
-The receiver calls ``DECODERS[signal](data)`` and catches ``DecodeError``.
+``DECODERS[signal](data)`` returns a RecordBatch. The receiver uses
+``BUFFER_DECODERS[signal](data)`` instead, whose result goes into the buffer as
+it is: a RecordBatch, or from the Cython decoder a ``Chunk`` (the rows in the
+decoder's export form, not yet imported into pyarrow) with the same
+``num_rows``/``nbytes``/``get_total_buffer_size()``. The writer turns what it
+drains into batches with :func:`concat` (native merge of chunks) and
+:func:`as_batch`. Both raise only ``DecodeError`` for malformed input.
+
 Two implementations produce identical batches (same schema, same values):
 
 * ``"cython"``: :mod:`otlpd._decoder`, a wire-format parser that runs without
@@ -21,6 +28,7 @@ importable one (for tests and benchmarks). Both raise only
 """
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 from typing import Callable
 
@@ -30,7 +38,8 @@ from otlpd import schema
 from otlpd._impl import import_extension, pure_python_requested
 from otlpd.schema import DecodeError
 
-__all__ = ["DECODERS", "DecodeError", "IMPLEMENTATION", "implementations", "stats"]
+__all__ = ["BUFFER_DECODERS", "DECODERS", "DecodeError", "IMPLEMENTATION", "as_batch", "concat",
+           "implementations", "stats"]
 
 
 Decoder = Callable[[bytes], pa.RecordBatch]
@@ -50,15 +59,46 @@ def implementations() -> dict[str, dict[str, Decoder]]:
     return found
 
 
-def _select() -> tuple[str, dict[str, Decoder], Callable[[], dict]]:
+def _select() -> tuple[str, ModuleType | None]:
     if not pure_python_requested():
         module = _import_cython()
         if module is not None:
-            return "cython", dict(module.DECODERS), module.stats
-    return "protobuf", dict(schema.DECODERS), dict
+            return "cython", module
+    return "protobuf", None
 
 
-IMPLEMENTATION, DECODERS, _stats = _select()
+IMPLEMENTATION, _native = _select()
+if _native is not None:
+    DECODERS: dict[str, Decoder] = dict(_native.DECODERS)
+    BUFFER_DECODERS: dict[str, Callable[[bytes], object]] = {
+        signal: functools.partial(_native.decode_chunk, signal) for signal in schema.SIGNALS}
+    _Chunk: type | tuple = _native.Chunk
+    _stats: Callable[[], dict] = _native.stats
+else:
+    DECODERS = dict(schema.DECODERS)
+    BUFFER_DECODERS = dict(schema.DECODERS)
+    _Chunk = ()  # no chunks without the extension: isinstance(x, ()) is False
+    _stats = dict
+
+
+def as_batch(item) -> pa.RecordBatch:
+    """A buffered item as a RecordBatch (a Chunk is converted: once only)."""
+    return item.to_batch() if isinstance(item, _Chunk) else item
+
+
+def concat(items: list) -> pa.RecordBatch:
+    """The rows of ``items`` (buffered items of one signal, in order) as one RecordBatch.
+
+    Chunks only: merged natively into one block (docs/DECODER.md, "Merging").
+    Otherwise, or where the native merge does not apply: pyarrow's concatenation.
+    """
+    if _native is not None and all(isinstance(item, _Chunk) for item in items):
+        merged = _native.merge(items)
+        if merged is not None:
+            return merged
+    batches = [as_batch(item) for item in items]
+    combined = pa.Table.from_batches(batches).combine_chunks().to_batches()
+    return combined[0] if combined else batches[0]  # no rows at all: any of them
 
 
 def stats() -> dict:

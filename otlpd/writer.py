@@ -16,7 +16,7 @@ from typing import Callable
 
 import pyarrow as pa
 
-from otlpd import files
+from otlpd import decode, files
 from otlpd.status import Counters
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,9 @@ class _OpenFile:
                 pass
 
 
-def _coalesce(batches: list[pa.RecordBatch], target_rows: int | None = None,
-              target_bytes: int | None = None):
-    """Yield the batches concatenated into batches of at most ``target_rows`` rows
-    and ``target_bytes`` bytes, in order.
+def _coalesce(batches: list, target_rows: int | None = None, target_bytes: int | None = None):
+    """Yield the batches (RecordBatches or the decoder's Chunks) concatenated into
+    RecordBatches of at most ``target_rows`` rows and ``target_bytes`` bytes, in order.
 
     Consumes ``batches`` from the front as it goes, so each original is freed
     once its concatenation is written: the writer never holds two copies of a
@@ -139,10 +138,7 @@ def _coalesce(batches: list[pa.RecordBatch], target_rows: int | None = None,
             count += 1
         group = batches[:count]
         del batches[:count]
-        if count == 1:
-            yield group[0]
-        else:
-            yield from pa.Table.from_batches(group).combine_chunks().to_batches()
+        yield decode.as_batch(group[0]) if count == 1 else decode.concat(group)
         del group
 
 

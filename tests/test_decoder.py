@@ -636,3 +636,96 @@ def test_seam_lists_implementations():
     assert set(found) == {"protobuf", "cython"}
     assert found["cython"]["metrics"] is _decoder.decode_metrics
     assert found["protobuf"]["metrics"] is schema.decode_metrics
+
+
+# ---------------------------------------------------------------- chunks and merge
+
+
+def reference_concat(signal: str, requests: list[bytes]) -> pa.RecordBatch:
+    batches = [schema.DECODERS[signal](data) for data in requests]
+    combined = pa.Table.from_batches(batches).combine_chunks().to_batches()
+    return combined[0] if combined else batches[0]  # no rows at all
+
+
+def assert_merge_is_concat(signal: str, requests: list[bytes]) -> pa.RecordBatch:
+    """merge() of the requests' chunks is the reference batches concatenated, bit for
+    bit, and leaves the chunks as they were (a second merge gives the same)."""
+    chunks = [_decoder.decode_chunk(signal, data) for data in requests]
+    assert all(isinstance(chunk, _decoder.Chunk) for chunk in chunks)
+    merged = _decoder.merge(chunks)
+    merged.validate(full=True)
+    expected = reference_concat(signal, requests)
+    assert merged.schema == expected.schema
+    assert batches_identical(merged, expected)
+    assert batches_identical(_decoder.merge(chunks), expected)
+    return merged
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_merged_chunks_are_the_concatenated_reference_batches(signal):
+    """Generated requests of odd sizes put every source at an unaligned bit offset of
+    the merged validity and boolean bitmaps; empty requests are merged too."""
+
+    @settings(max_examples=25, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(export_requests(signal), min_size=1, max_size=4))
+    def run(requests):
+        assert_merge_is_concat(signal, [request.SerializeToString() for request in requests])
+
+    run()
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_merged_realistic_requests_of_mixed_sizes(signal):
+    build = {"traces": traces_request, "metrics": metrics_request, "logs": logs_request}[signal]
+    requests = [build(n) for n in (1, 3, 50, 7, 200, 1)] + realistic_requests(scale=2)[signal]
+    merged = assert_merge_is_concat(signal, requests)
+    assert merged.num_rows > 200
+
+
+def test_chunk_answers_like_a_batch_and_converts_once():
+    data = traces_request(30)
+    chunk = _decoder.decode_chunk("traces", data)
+    assert (chunk.num_rows, chunk.signal, chunk.schema) == (30, "traces", schema.TRACES_SCHEMA)
+    batch = _decoder.decode_traces(data)
+    # nbytes is the chunk's memory block: the buffers plus alignment and node metadata
+    assert batch.get_total_buffer_size() <= chunk.nbytes == chunk.get_total_buffer_size()
+    assert chunk.nbytes < 2 * batch.get_total_buffer_size()
+    assert batches_identical(chunk.to_batch(), batch)
+    with pytest.raises(ValueError, match="already converted"):
+        chunk.to_batch()
+    with pytest.raises(ValueError, match="already converted"):
+        _decoder.merge([chunk])
+    assert chunk.num_rows == 30
+
+
+def test_merge_rejects_what_it_cannot_merge():
+    traces = _decoder.decode_chunk("traces", traces_request(3))
+    logs = _decoder.decode_chunk("logs", logs_request(3))
+    with pytest.raises(ValueError, match="one signal"):
+        _decoder.merge([traces, logs])
+    with pytest.raises(TypeError, match="Chunks, not RecordBatch"):
+        _decoder.merge([traces, _decoder.decode_traces(traces_request(3))])
+    with pytest.raises(ValueError, match="1 to"):
+        _decoder.merge([])
+    # where the reference path decodes a request, the result is a RecordBatch
+    assert isinstance(_decoder.decode_chunk("traces", span_with_attr(FALLBACKS["bool encoded as 2"])),
+                      pa.RecordBatch)
+    with pytest.raises(DecodeError):
+        _decoder.decode_chunk("traces", traces_request(20)[:-3])
+
+
+def test_merges_reuse_one_mapping_per_signal():
+    """A merged batch's mapping is kept for the signal's next merge (docs/DECODER.md,
+    "Merging"): repeated merges map no new memory."""
+    chunks = [_decoder.decode_chunk("logs", logs_request(1000)) for _ in range(8)]
+    _decoder.merge(chunks)  # released at once: its mapping is kept
+    kept = _decoder.stats()["merge_cache_bytes"]
+    assert kept >= sum(chunk.nbytes for chunk in chunks) * 0.8
+    mapped = _decoder.stats()["mapped_bytes"]
+    for _ in range(5):
+        merged = _decoder.merge(chunks)
+        assert merged.num_rows == 8000
+        del merged
+    assert _decoder.stats()["mapped_bytes"] == mapped
+    assert _decoder.stats()["merge_cache_bytes"] == kept

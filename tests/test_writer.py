@@ -333,6 +333,32 @@ def test_coalesce_without_a_copy_budget_writes_batches_as_they_are():
     assert len(result) == 5 and all(a is b for a, b in zip(result, batches))
 
 
+def test_coalesce_merges_the_decoders_chunks():
+    """What the receiver buffers from the Cython decoder (Chunks) is merged natively;
+    a group that also holds a RecordBatch (the reference path decodes a few unusual
+    requests) is concatenated by pyarrow. The rows are the same either way."""
+    from fuzz_decoder import traces_request
+
+    from otlpd import decode, schema
+    from otlpd.writer import _coalesce
+
+    if decode.IMPLEMENTATION != "cython":
+        pytest.skip("OTLPD_PURE_PYTHON=1: the protobuf decoder buffers RecordBatches, no chunks")
+    requests = [traces_request(n) for n in (10, 20, 30, 40)]
+    expected = pa.Table.from_batches([schema.decode_traces(data) for data in requests])
+    decode_chunk = decode.BUFFER_DECODERS["traces"]
+    merges = decode.stats()["merges"]
+    result = list(_coalesce([decode_chunk(data) for data in requests], target_rows=60))
+    assert [batch.num_rows for batch in result] == [60, 40]  # a group of three, one alone
+    assert decode.stats()["merges"] == merges + 1
+    assert pa.Table.from_batches(result).equals(expected)
+    mixed = [decode_chunk(requests[0]), schema.decode_traces(requests[1]), decode_chunk(requests[2])]
+    result = list(_coalesce(mixed, target_rows=1000))
+    assert [batch.num_rows for batch in result] == [60]
+    assert decode.stats()["merges"] == merges + 1
+    assert pa.Table.from_batches(result).equals(expected.slice(0, 60))
+
+
 def test_compression_level_changes_the_files(make_writer, tmp_path):
     """A faster zstd level writes larger files than the default, readable alike."""
     sizes = {}
