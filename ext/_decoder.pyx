@@ -320,8 +320,29 @@ cdef int skip_field(const uint8_t** pp, const uint8_t* end, uint32_t tag, int de
 
 # ============================================================== UTF-8
 
-cdef bint utf8_ok(const uint8_t* s, int64_t n) noexcept nogil:
-    """Strict UTF-8 (no overlongs, surrogates or code points > U+10FFFF), like upb."""
+cdef inline bint utf8_ok(const uint8_t* s, int64_t n) noexcept nogil:
+    """Strict UTF-8 (no overlongs, surrogates or code points > U+10FFFF), like upb.
+
+    Telemetry strings are short and almost always ASCII: one branch-free pass ORs
+    the bytes together, and only a string with a byte >= 0x80 is checked in full."""
+    cdef int64_t i = 0
+    cdef uint64_t w
+    cdef uint64_t acc = 0
+    cdef uint8_t tail = 0
+    while i + 8 <= n:  # bounds: 8 bytes available
+        memcpy(&w, s + i, 8)
+        acc |= w
+        i += 8
+    while i < n:  # bounds: i < n
+        tail |= s[i]
+        i += 1
+    if ((acc & 0x8080808080808080ULL) | (tail & 0x80)) == 0:
+        return True
+    return utf8_check(s, n)
+
+
+cdef bint utf8_check(const uint8_t* s, int64_t n) noexcept nogil:
+    """utf8_ok's full check, for strings that are not all ASCII."""
     cdef int64_t i = 0
     cdef uint64_t w
     cdef uint8_t b, b1
@@ -833,8 +854,9 @@ cdef inline void col_pad(Ctx* c, Col* col, int64_t k) noexcept nogil:
 
 cdef void col_pad_slow(Ctx* c, Col* col, int64_t k) noexcept nogil:
     cdef int64_t add = k - col.length
-    cdef int64_t i
+    cdef int64_t i, nbytes
     cdef int32_t last
+    cdef int32_t* offsets
     if add <= 0 or c.status:
         return
     if col.kind == C_PRIM:
@@ -843,15 +865,28 @@ cdef void col_pad_slow(Ctx* c, Col* col, int64_t k) noexcept nogil:
         memset(col.vals.p + col.vals.len, 0, <size_t>(add * col.width))  # bounds: reserved
         col.vals.len += add * col.width
     elif col.kind == C_BOOL:
-        for i in range(col.length, k):
-            bits_push(c, &col.vals, i, False)
+        # bits [length, k) false, in bits_push's layout: bits [0, k) in ceil(k/8) bytes
+        nbytes = (k + 7) >> 3
+        if col.vals.len != (col.length + 7) >> 3:  # bounds: the bitmap invariant; defensive
+            st_set(c, ST_ERR)
+            c.err = "internal error: bitmap out of sync"
+            return
+        if not buf_reserve(c, &col.vals, nbytes - col.vals.len):
+            return
+        if col.length & 7:
+            col.vals.p[col.length >> 3] &= <uint8_t>((1 << (col.length & 7)) - 1)
+        memset(col.vals.p + col.vals.len, 0, <size_t>(nbytes - col.vals.len))  # bounds: reserved
+        col.vals.len = nbytes
     else:  # C_BIN
         last = last_offset(col)
         if not offsets_start(c, col) or not buf_reserve(c, &col.vals, 4 * add):
             return
+        # int32 stores into a buffer from realloc (aligned for any type); vals.len is
+        # a multiple of 4 (offsets only)
+        offsets = <int32_t*>(col.vals.p + col.vals.len)
         for i in range(add):
-            memcpy(col.vals.p + col.vals.len, &last, 4)  # bounds: 4 * add reserved
-            col.vals.len += 4
+            offsets[i] = last  # bounds: 4 * add bytes reserved
+        col.vals.len += 4 * add
     col.length = k
 
 
@@ -873,6 +908,13 @@ ANY_MEMBERS[6] = 1 << 5
 ANY_MEMBERS[7] = 1 << 5
 
 
+cdef extern from *:
+    """
+    static inline int otlpd_popcount8(unsigned char b) { return __builtin_popcount(b); }
+    """
+    int popcount8 "otlpd_popcount8"(uint8_t b) noexcept nogil
+
+
 cdef void anyvalue_finish(Ctx* c, Col* col) noexcept nogil:
     """Before export: pad the members and derive their validity bitmaps from `type`
     (one pass, a byte of each bitmap at a time)."""
@@ -882,9 +924,10 @@ cdef void anyvalue_finish(Ctx* c, Col* col) noexcept nogil:
     cdef int64_t nulls[6]
     cdef int64_t n = col.length
     cdef int64_t nbytes = (n + 7) >> 3
-    cdef int64_t i
+    cdef int64_t i, j
     cdef uint8_t ok
-    cdef int m, bit
+    cdef uint64_t word
+    cdef int m
     anyvalue_pad(c, col)
     if c.status:
         return
@@ -894,20 +937,22 @@ cdef void anyvalue_finish(Ctx* c, Col* col) noexcept nogil:
         if not buf_reserve(c, &col.children[m].valid, nbytes + 1):
             return
         bm[m] = col.children[m].valid.p
-        acc[m] = 0
         nulls[m] = 0
-    for i in range(n):
-        ok = ANY_MEMBERS[types[i]]
-        if col.null_count > 0 and not ((col.valid.p[i >> 3] >> (i & 7)) & 1):
-            ok = 0x3E  # null struct slot: pyarrow stores non-null empty members
-        bit = i & 7
+    # Eight slots at a time: their member masks as the bytes of one word, then
+    # bit m of every byte gathered into bitmap byte m (multiply trick: byte j's
+    # bit 0 moves to bit 56 + j, no two partial products overlap).
+    for i in range(0, n, 8):
+        word = 0
+        for j in range(min(8, n - i)):
+            ok = ANY_MEMBERS[types[i + j]]  # bounds: i + j < n
+            if col.null_count > 0 and not ((col.valid.p[(i + j) >> 3] >> ((i + j) & 7)) & 1):
+                ok = 0x3E  # null struct slot: pyarrow stores non-null empty members
+            word |= (<uint64_t>ok) << (8 * j)
         for m in range(1, 6):
-            acc[m] |= ((ok >> m) & 1) << bit
-            nulls[m] += 1 - ((ok >> m) & 1)
-        if bit == 7 or i == n - 1:
-            for m in range(1, 6):
-                bm[m][i >> 3] = acc[m]  # bounds: i >> 3 < nbytes, reserved
-                acc[m] = 0
+            acc[m] = <uint8_t>((((word >> m) & 0x0101010101010101ULL)
+                                * 0x0102040810204080ULL) >> 56)
+            bm[m][i >> 3] = acc[m]  # bounds: i >> 3 < nbytes, reserved
+            nulls[m] += min(8, n - i) - popcount8(acc[m])
     for m in range(1, 6):
         col.children[m].null_count = nulls[m]
         col.children[m].valid.len = nbytes
