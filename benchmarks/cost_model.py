@@ -4,9 +4,12 @@ Stages, on the realistic requests of ``benchmarks/requests.py``, each the best o
 ``--rounds`` rounds of CPU time (``time.process_time``: every thread of this process,
 so Arrow's compression threads count too):
 
-- decode: the daemon's decoder (Cython unless ``OTLPD_PURE_PYTHON=1``), request bytes
-  to one record batch, and its fixed cost per request (1-item requests);
-- coalesce: the writer's concatenation into groups of ``COALESCE_BYTES``;
+- decode: the daemon's decoder (Cython unless ``OTLPD_PURE_PYTHON=1``) as the receiver
+  calls it (``BUFFER_DECODERS``: request bytes to a Chunk, or a record batch), and its
+  fixed cost per request (1-item requests);
+- coalesce: the writer's concatenation of those into groups of ``COALESCE_BYTES`` (the
+  native merge of chunks), and for comparison pyarrow's concatenation of the same rows
+  decoded as record batches (``DECODERS``);
 - write: Arrow IPC file writing of those groups to a real file, per compression.
 
 For the layout decision (docs/PERFORMANCE.md, "What limits the remaining gap") the
@@ -32,7 +35,7 @@ import pyarrow as pa
 
 from benchmarks.bench_write import COMPRESSIONS, write_ipc
 from benchmarks.requests import request_pool
-from otlpd.decode import DECODERS, IMPLEMENTATION
+from otlpd.decode import BUFFER_DECODERS, DECODERS, IMPLEMENTATION
 from otlpd.schema import COMMON_FIELDS, SIGNALS
 from otlpd.writer import _coalesce
 
@@ -48,6 +51,16 @@ def cpu_seconds(fn, rounds: int) -> float:
         fn()
         best = min(best, time.process_time() - began)
     return best
+
+
+def coalesce_each(items: list) -> int:
+    """Run the writer's coalescing over ``items`` the way the writer does: each group
+    is dropped before the next is made (the native merge then reuses its mapping)."""
+    groups = 0
+    for group in _coalesce(list(items)):
+        del group
+        groups += 1
+    return groups
 
 
 def layout_bytes(batch: pa.RecordBatch) -> dict[str, float]:
@@ -67,7 +80,7 @@ def writer_stages(batches: list, compressions, rounds: int, path_for,
     and the file bytes per item, for ``batches`` (keys prefixed with ``prefix``); and
     the first concatenated batch."""
     rows = sum(batch.num_rows for batch in batches)
-    result = {prefix + "coalesce": cpu_seconds(lambda: list(_coalesce(list(batches))), rounds) / rows}
+    result = {prefix + "coalesce": cpu_seconds(lambda: coalesce_each(batches), rounds) / rows}
     groups = list(_coalesce(list(batches)))
     for compression in compressions:
         path = path_for(compression)
@@ -78,14 +91,20 @@ def writer_stages(batches: list, compressions, rounds: int, path_for,
 
 
 def measure(signal: str, items: int, copies: int, rounds: int, directory: Path) -> dict:
-    decode = DECODERS[signal]
+    decode = BUFFER_DECODERS[signal]
     pool = request_pool(signal, items)
     total = len(pool) * items
     result = {"decode": cpu_seconds(lambda: [decode(data) for data in pool], rounds) / total}
     tiny = request_pool(signal, 1)
     result["decode_fixed_per_request"] = cpu_seconds(
         lambda: [decode(data) for _ in range(8) for data in tiny], rounds) / (8 * len(tiny))
-    batches = [decode(data) for data in pool] * copies
+    # The writer's coalescing as the daemon runs it. A merge only reads its chunks, so
+    # the rounds can reuse them; a group of one chunk would convert (use up) that chunk.
+    buffered = [decode(data) for data in pool] * copies
+    if coalesce_each(buffered) * 2 > len(buffered):
+        raise SystemExit("cost_model: requests too large to measure the merge (groups of one)")
+    result["merge"] = cpu_seconds(lambda: coalesce_each(buffered), rounds) / (total * copies)
+    batches = [DECODERS[signal](data) for data in pool] * copies
     stages, first_group = writer_stages(batches, COMPRESSIONS, rounds,
                                         lambda compression: directory / f"{signal}-{compression}.arrow")
     result.update(stages)
@@ -105,14 +124,15 @@ def report(signal: str, items: int, r: dict, grpc_us: float | None) -> list[str]
         f"wire {r['wire_bytes']:,.0f} B/item; decoded {sum(r['layout'].values()):,.0f} B/item "
         f"({layout})",
         f"  decode {us['decode']:.3f} us/item (+ {us['decode_fixed_per_request']:.1f} us fixed "
-        f"a request); coalesce {us['coalesce']:.3f} us/item",
+        f"a request); coalesce {us['merge']:.3f} us/item (pyarrow's concatenation of batches: "
+        f"{us['coalesce']:.3f})",
     ]
     for compression in COMPRESSIONS:
         lines.append(f"  write {compression:>4}: {us['write_' + compression]:.3f} us/item, "
                      f"file {r['file_bytes_' + compression]:,.0f} B/item")
     lines.append(f"  without resource+scope columns (once per file): coalesce {us['lean_coalesce']:.3f}, "
                  f"write zstd {us['lean_write_zstd']:.3f} us/item, file {r['lean_file_bytes_zstd']:,.0f} B/item")
-    stages = us["decode"] + us["decode_fixed_per_request"] / items + us["coalesce"] + us["write_zstd"]
+    stages = us["decode"] + us["decode_fixed_per_request"] / items + us["merge"] + us["write_zstd"]
     lines.append(f"  stages with zstd: {stages:.3f} us/item -> at most "
                  f"{1e6 / stages:,.0f} items per CPU-second without gRPC")
     if grpc_us is not None:

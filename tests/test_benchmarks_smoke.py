@@ -131,7 +131,7 @@ def test_cost_model_prints_every_stage_and_the_ceiling():
     assert done.returncode == 0, done.stdout + done.stderr
     for signal in ("traces", "metrics", "logs"):
         assert f"{signal} (20 items/request" in done.stdout
-    for stage in ("decode", "coalesce", "write zstd", "write  lz4", "write none"):
+    for stage in ("decode", "coalesce", "pyarrow's concatenation", "write zstd", "write  lz4", "write none"):
         assert stage in done.stdout
     ceilings = [line for line in done.stdout.splitlines() if "+ gRPC 0.500 us/item" in line]
     assert len(ceilings) == 3 and all("items per CPU-second" in line for line in ceilings)
