@@ -22,6 +22,7 @@ import re
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -275,10 +276,12 @@ def stored_rows(directory: Path) -> int:
     return ds.dataset(files, format="ipc").count_rows() if files else 0
 
 
-def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, log) -> list[dict]:
+def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, log,
+                 round_number: int = 1) -> list[dict]:
     """All targets, then otlpd's latency run, for one scenario; one row per run."""
     load = load_settings(name, settings["duration"], settings["processes"], settings["channels"],
                          settings["concurrency"])
+    workdir = workdir / f"round-{round_number}"
     rows = []
     for target in targets:
         server = start_target(target, workdir / f"{name}-{target}", settings["otlpd_args"])
@@ -286,7 +289,7 @@ def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, l
             row = measure(server, load, settings["settle"])
         finally:
             code = server.stop()
-        row.update(scenario=name, target=target, throughput=row["items_per_s"])
+        row.update(scenario=name, target=target, throughput=row["items_per_s"], round=round_number)
         if target == "otlpd":
             add_stored(row, workdir / f"{name}-{target}" / load["signal"], code)
             row["throughput"] = row["stored_items_per_s"]
@@ -301,7 +304,8 @@ def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, l
             row = measure(server, {**load, "rate": rate}, settle=0)
         finally:
             server.stop()
-        row.update(scenario=name, target="otlpd@half", throughput=row["items_per_s"], items_per_cpu_s=None)
+        row.update(scenario=name, target="otlpd@half", throughput=row["items_per_s"], items_per_cpu_s=None,
+                   round=round_number)
         log(f"[{name}] otlpd at {rate:.1f} requests/s: p50 {row['p50_ms'] or 0:.1f} ms, "
             f"p99 {row['p99_ms'] or 0:.1f} ms")
         rows.append(row)
@@ -323,6 +327,7 @@ def _add_ratios(rows: list[dict]) -> None:
 
 
 COLUMNS = [  # (heading, row key, format)
+    ("round", "round", "{}"),
     ("scenario", "scenario", "{}"),
     ("target", "target", "{}"),
     ("items/s", "throughput", "{:,.0f}"),
@@ -365,11 +370,35 @@ def format_report(env: dict, settings: dict, rows: list[dict]) -> str:
              "its measured request rate, latency from the scheduled send time",
              ""]
     for i, line in enumerate(table):
-        lines.append("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
+        lines.append("  ".join(cell.ljust(w) if j < 3 else cell.rjust(w)
                                for j, (cell, w) in enumerate(zip(line, widths))))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    rounds = max((row.get("round", 1) for row in rows), default=1)
+    if rounds > 1:
+        lines += ["", f"over {rounds} rounds (each ratio taken within its round; the median, then "
+                      "round by round):"]
+        lines += summarize_rounds(rows)
     return "\n".join(lines)
+
+
+def summarize_rounds(rows: list[dict]) -> list[str]:
+    """Per scenario: the median and the per-round values of otlpd's ratios, its highest peak RSS."""
+    lines = []
+    for scenario in dict.fromkeys(row["scenario"] for row in rows):
+        otlpd = [row for row in rows if row["scenario"] == scenario and row["target"] == "otlpd"]
+        parts = []
+        for heading, key in (("otlpd/null", "vs_null"), ("otlpd/rotel", "vs_rotel"),
+                             ("otlpd/rotel CPU", "vs_rotel_cpu")):
+            values = [row[key] for row in otlpd if row.get(key) is not None]
+            if values:
+                parts.append(f"{heading} {statistics.median(values):.2f}x "
+                             f"({'/'.join(f'{value:.2f}' for value in values)})")
+        peaks = [row["peak_rss_mib"] for row in otlpd]
+        if peaks:
+            parts.append(f"otlpd peak RSS up to {max(peaks):,.0f} MiB")
+        lines.append(f"{scenario}: " + ", ".join(parts))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, default=2, help="channels per load generator process")
     parser.add_argument("--concurrency", type=int, default=4, help="calls in flight per channel")
     parser.add_argument("--otlpd-args", default="", help='extra otlpd flags, e.g. --otlpd-args="--writer.compression lz4"')
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every scenario this many times, its targets one after the other "
+                             "each time, and summarize the ratios per round (noisy machines)")
     parser.add_argument("--quick", action="store_true", help="short runs, for the smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write the environment and results as JSON")
     args = parser.parse_args(argv)
@@ -405,8 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="otlpd-bench-") as workdir:
         for name in scenarios:
-            rows += run_scenario(name, targets, settings, Path(workdir),
-                                 log=lambda message: print(message, file=sys.stderr, flush=True))
+            for round_number in range(1, max(1, args.rounds) + 1):
+                rows += run_scenario(name, targets, settings, Path(workdir),
+                                     log=lambda message: print(message, file=sys.stderr, flush=True),
+                                     round_number=round_number)
     print(format_report(env, settings, rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "settings": settings, "rows": rows},

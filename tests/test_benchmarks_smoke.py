@@ -120,6 +120,22 @@ def test_run_all_quick_measures_rotel(run_all_quick):
     assert rows["otlpd"]["vs_rotel"] > 0 and rows["otlpd"]["vs_rotel_cpu"] > 0
 
 
+def test_run_all_summarizes_ratios_round_by_round():
+    from benchmarks.run_all import _add_ratios, summarize_rounds
+
+    rows = []
+    for number, (null, otlpd, rotel) in enumerate([(1000, 300, 150), (500, 250, 100), (1000, 400, 200)], 1):
+        round_rows = [{"round": number, "scenario": "traces-1000", "target": target, "throughput": value,
+                       "items_per_cpu_s": value / 2, "peak_rss_mib": 100.0 * number}
+                      for target, value in (("null", null), ("otlpd", otlpd), ("rotel", rotel))]
+        _add_ratios(round_rows)
+        rows += round_rows
+    # the second round is slow for every target: within it the ratios still hold
+    assert summarize_rounds(rows) == [
+        "traces-1000: otlpd/null 0.40x (0.30/0.50/0.40), otlpd/rotel 2.00x (2.00/2.50/2.00), "
+        "otlpd/rotel CPU 2.00x (2.00/2.50/2.00), otlpd peak RSS up to 300 MiB"]
+
+
 def test_micro_benchmarks_run_once():
     done = _run("-m", "pytest", "benchmarks", "-q", "--benchmark-disable", "-p", "no:cacheprovider")
     assert done.returncode == 0, done.stdout + done.stderr
