@@ -3126,6 +3126,7 @@ cdef class Chunk:
     """
     cdef ArrowArray* arr   # owned; released (arr.release == NULL) once imported
     cdef int sig
+    cdef int merging       # merges reading this chunk with the GIL released
     cdef readonly int64_t num_rows
     cdef readonly int64_t nbytes
 
@@ -3154,6 +3155,8 @@ cdef class Chunk:
         converts once (ValueError the second time)."""
         if self.arr == NULL or self.arr.release == NULL:
             raise ValueError("this chunk was already converted to a RecordBatch")
+        if self.merging:
+            raise ValueError("this chunk is being merged in another thread")
         return _import_batch(<uintptr_t>self.arr, _SCHEMAS[self.sig])
 
     def __repr__(self):
@@ -3268,6 +3271,7 @@ def merge(chunks):
     global _merges
     if k == 0 or k > 1 << 24:
         raise ValueError(f"merge() takes 1 to {1 << 24} chunks, not {k}")
+    chunks = tuple(chunks)  # ours: the caller's list may change while the GIL is released
     for item in chunks:
         if not isinstance(item, Chunk):
             raise TypeError(f"merge() takes Chunks, not {type(item).__name__}")
@@ -3286,10 +3290,13 @@ def merge(chunks):
         raise MemoryError("otlpd._decoder: out of memory")
     for i in range(k):
         srcs[i] = (<Chunk>chunks[i]).arr
+        (<Chunk>chunks[i]).merging += 1  # no to_batch() (which moves the array) meanwhile
     spec = SPECS[sig]
-    # `chunks` (the caller's list) keeps every source alive while the GIL is released.
+    # The tuple keeps every source alive while the GIL is released.
     with nogil:
         rc = merge_arrays(sig, spec, srcs, <int>k, out, &size)
+    for i in range(k):
+        (<Chunk>chunks[i]).merging -= 1
     free(srcs)
     if rc == ST_OK:
         _merges += 1

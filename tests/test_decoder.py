@@ -729,3 +729,5 @@ def test_merges_reuse_one_mapping_per_signal():
         del merged
     assert _decoder.stats()["mapped_bytes"] == mapped
     assert _decoder.stats()["merge_cache_bytes"] == kept
+    # merging only read the chunks: each still converts, once
+    assert batches_identical(chunks[0].to_batch(), _decoder.decode_logs(logs_request(1000)))
