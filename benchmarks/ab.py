@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.run_all import SCENARIOS, add_stored, load_settings, measure, start_otlpd
+from benchmarks.run_all import SCENARIOS, add_stored, exit_on_sigterm, load_settings, measure, start_otlpd
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     try:
         variants = [parse_variant(spec) for spec in args.variants]
     except ValueError as error:

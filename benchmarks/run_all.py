@@ -213,6 +213,12 @@ class PeakRss:
         return self.peak
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit in the main thread, so the ``finally`` blocks stop the
+    servers under test instead of leaving them running after the script is killed."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def start_otlpd(workdir: Path, otlpd_args: list[str], env: dict | None = None, name: str = "otlpd") -> Server:
     """otlpd writing under ``workdir``, configured only by ``otlpd_args`` and ``env``
     (the caller's OTLPD_* variables are not passed on)."""
@@ -419,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, for the smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write the environment and results as JSON")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     scenarios = [name for name in args.scenarios.split(",") if name]
     targets = [name for name in args.targets.split(",") if name]
     unknown = (set(scenarios) - set(SCENARIOS)) | (set(targets) - set(TARGETS))

@@ -178,3 +178,30 @@ def test_ab_alternates_variants_and_compares_them():
     assert done.stdout.count(" yes") == 4  # stored = accepted in every run
     summary = {line.split(":")[0]: line for line in done.stdout.splitlines() if line.startswith(("zstd:", "lz4:"))}
     assert "stored items/s" in summary["zstd"] and " x zstd)" in summary["lz4"]
+
+
+def test_ab_killed_with_sigterm_stops_the_daemon_it_started():
+    """SIGTERM to the benchmark script stops the otlpd it runs instead of orphaning it."""
+    import signal
+    import time
+
+    import psutil
+
+    ab = subprocess.Popen([sys.executable, "-m", "benchmarks.ab", "--rounds", "1", "--duration", "60",
+                           "--processes", "1", "--channels", "1", "--concurrency", "1", "only="],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        daemons = []
+        while not daemons and time.monotonic() < deadline and ab.poll() is None:
+            time.sleep(0.2)
+            daemons = [child for child in psutil.Process(ab.pid).children(recursive=True)
+                       if "otlpd" in " ".join(child.cmdline()) and "-m" in child.cmdline()]
+        assert daemons, "ab did not start otlpd"
+        ab.send_signal(signal.SIGTERM)
+        assert ab.wait(60) == 128 + signal.SIGTERM
+        gone, alive = psutil.wait_procs(daemons, timeout=30)
+        assert not alive, f"otlpd left running: {[p.pid for p in alive]}"
+    finally:
+        if ab.poll() is None:
+            ab.kill()
