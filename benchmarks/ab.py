@@ -24,7 +24,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.run_all import SCENARIOS, add_stored, exit_on_sigterm, load_settings, measure, start_otlpd
+from benchmarks.run_all import (
+    SCENARIOS,
+    add_stored,
+    exit_on_sigterm,
+    items_per_cpu_second,
+    load_settings,
+    measure,
+    start_otlpd,
+)
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
@@ -49,7 +57,7 @@ def run_once(label: str, env: dict, flags: list[str], load: dict, workdir: Path,
     finally:
         code = server.stop()
     add_stored(row, workdir / load["signal"], code)
-    row["items_per_cpu_s"] = row["stored_items_per_s"] * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
+    row["items_per_cpu_s"] = items_per_cpu_second(row, row["stored_items_per_s"])
     row["unavailable"] = row["errors"].get("UNAVAILABLE", 0)
     return row
 

@@ -234,6 +234,11 @@ def load_settings(scenario: str, duration: float, processes: int, channels: int,
                 channels_per_process=channels, concurrency=concurrency)
 
 
+def items_per_cpu_second(row: dict, items_per_s: float) -> float | None:
+    """Items per server CPU-second of a measured row, from its items/s over the load window."""
+    return items_per_s * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
+
+
 def add_stored(row: dict, directory: Path, exit_code: int) -> None:
     """Add what otlpd stored in ``directory`` (one signal's files) to its loadgen row: stored
     items, stored items/s over the load window, and whether it equals what was accepted."""
@@ -299,7 +304,7 @@ def run_scenario(name: str, targets: list[str], settings: dict, workdir: Path, l
         if target == "otlpd":
             add_stored(row, workdir / f"{name}-{target}" / load["signal"], code)
             row["throughput"] = row["stored_items_per_s"]
-        row["items_per_cpu_s"] = row["throughput"] * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
+        row["items_per_cpu_s"] = items_per_cpu_second(row, row["throughput"])
         log(f"[{name}] {target}: {row['throughput']:,.0f} items/s, {row['cpu_s']:.1f} CPU s")
         rows.append(row)
     otlpd = next((row for row in rows if row["target"] == "otlpd"), None)
