@@ -103,5 +103,5 @@ def concat(items: list) -> pa.RecordBatch:
 
 def stats() -> dict:
     """The chosen decoder's counters (the Cython one: requests decoded, fallbacks by
-    reason, bytes mapped for batches and cached for reuse); empty for protobuf."""
+    reason, merges, bytes mapped for batches and cached for reuse); empty for protobuf."""
     return {"implementation": IMPLEMENTATION, **_stats()}

@@ -63,4 +63,3 @@ def configure_process_memory() -> dict:
     if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1:
         applied["malloc_mmap_threshold"] = MMAP_THRESHOLD
     return applied
-
