@@ -58,7 +58,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="otlpd-profile-") as scratch:
         scratch_path = Path(scratch)
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0", "--output-dir",
+            [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0", "--dashboard.endpoint", "127.0.0.1:0", "--output-dir",
              str(scratch_path / "data"), *shlex.split(args.otlpd_args)],
             stderr=subprocess.PIPE, text=True)
         port = None

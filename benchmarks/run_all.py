@@ -223,7 +223,7 @@ def start_otlpd(workdir: Path, otlpd_args: list[str], env: dict | None = None, n
     """otlpd writing under ``workdir``, configured only by ``otlpd_args`` and ``env``
     (the caller's OTLPD_* variables are not passed on)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTLPD_") or k == "OTLPD_PURE_PYTHON"}
-    return Server(name, [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0",
+    return Server(name, [sys.executable, "-m", "otlpd", "--grpc-endpoint", "127.0.0.1:0", "--dashboard.endpoint", "127.0.0.1:0",
                          "--output-dir", str(workdir), *otlpd_args], env={**base, **(env or {})})
 
 

@@ -63,19 +63,31 @@ def run(config) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     workers = config["receiver.workers"]
+    dashboard = None
     try:
         daemon = Supervisor(config) if workers > 1 else Daemon(config)
+        if config["dashboard.enabled"]:
+            from otlpd.web.server import build_dashboard
+
+            dashboard = build_dashboard(config, daemon)  # binds now: a port in use stops start-up
         daemon.start()
     except ConfigError as error:
+        if dashboard is not None:
+            dashboard.stop()
         print(f"otlpd: error: {error}", file=sys.stderr)
         return 2
-    log.info("otlpd %s listening on %s (OTLP/gRPC), writing to %s%s",
-             __version__, daemon.endpoint, daemon.output_dir,
+    if dashboard is not None:
+        dashboard.start()
+    log.info("otlpd %s listening on %s (OTLP/gRPC), %s, writing to %s%s",
+             __version__, daemon.endpoint,
+             f"dashboard on {dashboard.url}" if dashboard else "dashboard disabled", daemon.output_dir,
              f", {workers} worker processes" if workers > 1 else "")
     while not stop.wait(1.0):
         if workers > 1:
             daemon.watch()
     log.info("stopping: finishing requests in flight and writing buffered data")
+    if dashboard is not None:
+        dashboard.stop()
     daemon.stop()
     log.info("stopped")
     return 0

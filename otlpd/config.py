@@ -9,6 +9,7 @@ key; the command line prints it and exits 2.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from typing import Any, Callable, Mapping
@@ -132,6 +133,17 @@ def _endpoint(value: str) -> str | None:
     return None
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other host name may resolve to a public address
+
+
 MiB = 1024 * 1024
 
 SETTINGS: tuple[Setting, ...] = (
@@ -181,7 +193,25 @@ SETTINGS: tuple[Setting, ...] = (
             _not_negative),
     Setting("retention.check_interval", 60.0, parse_duration,
             "how often retention runs besides after each rotation", _positive),
+    Setting("dashboard.enabled", True, parse_bool,
+            "serve the web dashboard, REST API and /metrics"),
+    Setting("dashboard.endpoint", "127.0.0.1:8317", str,
+            "HOST:PORT of the dashboard (port 0 picks a free port); a non-loopback host needs an admin token",
+            _endpoint),
+    Setting("dashboard.admin_token", "", str,
+            "bearer token every POST/PUT/DELETE must carry (empty: none needed on loopback)"),
+    Setting("dashboard.admin_token_file", "", str,
+            "file holding the admin token (instead of dashboard.admin_token)"),
+    Setting("dashboard.threads", 4, parse_int,
+            "threads answering dashboard and API requests", _positive),
+    Setting("dashboard.max_scan_files", 8, parse_int,
+            "most completed files one data query (spans, logs, metrics) reads, newest first", _positive),
+    Setting("dashboard.max_scan_rows", 1_000_000, parse_int,
+            "most stored rows one data query reads", _positive),
 )
+
+# Settings whose values are never printed (errors, --help, status).
+SECRET_KEYS = frozenset({"dashboard.admin_token"})
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
@@ -279,8 +309,28 @@ def resolve(file_values: Mapping[str, Any], env_values: Mapping[str, Any],
         if problem:
             raise ConfigError(f"{setting.key}: {problem}, got {raw!r}")
         values[setting.key] = value
+    values["dashboard.admin_token"] = _admin_token(values)
     _check_together(values)
     return Config(values)
+
+
+def _admin_token(values: Mapping[str, Any]) -> str:
+    """The admin token, from the setting or read from dashboard.admin_token_file."""
+    token, path = values["dashboard.admin_token"].strip(), values["dashboard.admin_token_file"]
+    if not path:
+        return token
+    if token:
+        raise ConfigError("dashboard.admin_token_file: set either it or dashboard.admin_token, not both")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            token = stream.read().strip()
+    except OSError as error:
+        raise ConfigError(f"dashboard.admin_token_file: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"dashboard.admin_token_file: {path} is not UTF-8 text") from None
+    if not token:
+        raise ConfigError(f"dashboard.admin_token_file: {path} is empty")
+    return token
 
 
 def _check_together(values: Mapping[str, Any]) -> None:
@@ -299,6 +349,13 @@ def _check_together(values: Mapping[str, Any]) -> None:
         low, high = COMPRESSION_LEVELS[codec]
         if not low <= level <= high:
             raise ConfigError(f"writer.compression_level: must be from {low} to {high} for {codec}, got {level}")
+    endpoint = values["dashboard.endpoint"]
+    if values["dashboard.enabled"] and not values["dashboard.admin_token"] \
+            and not is_loopback(endpoint.rpartition(":")[0]):
+        # anyone who can reach the port could rotate files (and later change settings)
+        raise ConfigError(f"dashboard.endpoint: {endpoint} is reachable from other hosts; set "
+                          "dashboard.admin_token (or dashboard.admin_token_file) so that changes need a token, "
+                          "or listen on 127.0.0.1")
 
 
 def load(config_path: str | None = None, environ: Mapping[str, str] | None = None,

@@ -122,6 +122,7 @@ class Daemon:
         """Stop accepting, finish requests in flight, write everything, complete the files."""
         if self.server is not None:
             self.server.stop(self.config["receiver.grace_period"]).wait()
+            self.port = None  # endpoint None: not serving (the dashboard's readiness reads it)
         for writer in self.writers.values():
             writer.stop()
 

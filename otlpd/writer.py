@@ -167,7 +167,8 @@ class SignalWriter:
         self._last_retention = 0.0
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"otlpd-writer-{signal}", daemon=True)
-        self._state = {"current_file": None, "current_file_bytes": 0, "current_file_rows": 0}
+        self._state = {"current_file": None, "current_file_bytes": 0, "current_file_rows": 0,
+                       "current_file_opened_at": None}
 
     # -- called from other threads -------------------------------------------------
 
@@ -218,7 +219,8 @@ class SignalWriter:
             self._thread.join(timeout)
 
     def status(self) -> dict:
-        return {**self.counters.snapshot(), **self._state, "last_error": self._last_error}
+        return {**self.counters.snapshot(), **self._state, "last_error": self._last_error,
+                "running": self._thread.is_alive()}
 
     # -- the writer thread ------------------------------------------------------------
 
@@ -350,4 +352,5 @@ class SignalWriter:
             "current_file": current.part_path.name if current else None,
             "current_file_bytes": current.size if current else 0,
             "current_file_rows": current.rows if current else 0,
+            "current_file_opened_at": current.opened_at if current else None,  # Unix seconds
         }

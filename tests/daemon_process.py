@@ -11,12 +11,16 @@ import time
 from pathlib import Path
 
 START_LINE = re.compile(r"listening on (?P<host>[^\s]+):(?P<port>\d+) \(OTLP/gRPC\)")
+DASHBOARD = re.compile(r"dashboard on (?P<url>http://\S+/)")
 
 
 def clean_environment() -> dict[str, str]:
-    """The test's environment without OTLPD_* settings (the implementation switch stays)."""
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith("OTLPD_") or name == "OTLPD_PURE_PYTHON"}
+    """The test's environment without OTLPD_* settings (the implementation switch stays),
+    and the dashboard on a free port, so a test never needs 8317 to be free."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("OTLPD_") or name == "OTLPD_PURE_PYTHON"}
+    environment["OTLPD_DASHBOARD__ENDPOINT"] = "127.0.0.1:0"
+    return environment
 
 
 class DaemonProcess:
@@ -31,6 +35,7 @@ class DaemonProcess:
                                         stderr=subprocess.PIPE, text=True, env=clean_environment())
         self._started = threading.Event()
         self.port: int | None = None
+        self.dashboard_url: str | None = None
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         if not self._started.wait(start_timeout) or self.port is None:
@@ -44,6 +49,8 @@ class DaemonProcess:
             match = START_LINE.search(line)
             if match and self.port is None:
                 self.port = int(match.group("port"))
+                dashboard = DASHBOARD.search(line)
+                self.dashboard_url = dashboard.group("url") if dashboard else None
                 self._started.set()
         self._started.set()
 
