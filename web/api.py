@@ -26,7 +26,7 @@ STATE = Tag(name="state", description="live state of the daemon")
 FILES = Tag(name="files", description="files in progress, completed files and rotation")
 DATA = Tag(name="data", description="stored telemetry, read from completed files")
 
-api = APIBlueprint("api", __name__, url_prefix="/api/v1")
+api = APIBlueprint("api", __name__, url_prefix="/api/v1", abp_responses=errors(400))
 
 
 def status_body() -> dict:
@@ -177,6 +177,8 @@ def openapi_document() -> dict:
     return document
 
 
-@api.get("/openapi.json", tags=[STATE], summary="This API's OpenAPI 3 document")
+@api.get("/openapi.json", tags=[STATE], summary="This API's OpenAPI 3 document",
+         responses={200: {"description": "an OpenAPI 3.1 document",
+                          "content": {"application/json": {"schema": {"type": "object"}}}}})
 def get_openapi():
     return jsonify(openapi_document())

@@ -15,6 +15,7 @@ from otlpd.web import security
 from otlpd.web.data import StoredData
 from otlpd.web.health import health
 from otlpd.web.history import History
+from otlpd.web.models import ErrorBody
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def create_app(source, admin_token: str = "", extensions: list[Extension] | tupl
     """
     app = OpenAPI(__name__, info=Info(title="otlpd", version=__version__,
                                       description="otlpd's dashboard REST API"),
-                  doc_ui=False, validation_error_status=400,
+                  doc_ui=False, validation_error_status=400, validation_error_model=ErrorBody,
                   validation_error_callback=_validation_error,
                   security_schemes={"bearer": {"type": "http", "scheme": "bearer"}})
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

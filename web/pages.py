@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, render_template
 
 from otlpd import schema
+from otlpd.web.api import openapi_document
 from otlpd.web.models import HEX_ID
 
 bp = Blueprint("pages", __name__)
@@ -46,7 +47,7 @@ def trace(trace_id: str):
 
 @bp.get("/api")
 def api_reference():
-    document = current_app.api_doc
+    document = openapi_document()
     return render_template("api.html", page="api", document=document,
                            groups=operation_groups(document))
 

@@ -6,11 +6,11 @@ from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from otlpd.web.app import context
-from otlpd.web.models import BaseModel
+from otlpd.web.models import BaseModel, errors
 from otlpd.web.prometheus import StatusCollector
 
 PROBES = Tag(name="probes", description="liveness, readiness and Prometheus metrics")
-bp = APIBlueprint("probes", __name__)
+bp = APIBlueprint("probes", __name__, abp_responses=errors(400))
 
 
 class Alive(BaseModel):

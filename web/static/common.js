@@ -275,6 +275,8 @@
     const width = () => Math.max(320, container.clientWidth);
     const plot = new window.uPlot(Object.assign({ width: width(), height: 260 }, options), data, container);
     window.otlpdCharts[name] = plot;
+    showLatest(plot);
+    plot.over.addEventListener("mouseleave", () => setTimeout(() => showLatest(plot), 0));
     if (typeof ResizeObserver === "function") {
       let last = width();
       new ResizeObserver(() => {
@@ -288,6 +290,18 @@
     return plot;
   }
 
+  /** New data for a chart; while the pointer is not over it the legend shows the newest values. */
+  function setChartData(plot, data) {
+    plot.setData(data);
+    showLatest(plot);
+  }
+
+  function showLatest(plot) {
+    const count = plot.data[0].length;
+    const idle = plot.cursor.left === undefined || plot.cursor.left === null || plot.cursor.left < 0;
+    if (count > 0 && idle) plot.setLegend({ idx: count - 1 });
+  }
+
   const COLORS = {
     traces: "#2563eb",
     metrics: "#059669",
@@ -299,6 +313,6 @@
   window.otlpd = {
     root, url, traceUrl, api, el, append, fill, text,
     number, tick, rate, bytes, seconds, millis, time, statusBadge, kind, scanned,
-    live, poll, token, setToken, authHeaders, chart, COLORS,
+    live, poll, token, setToken, authHeaders, chart, setChartData, COLORS,
   };
 })();

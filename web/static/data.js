@@ -195,7 +195,7 @@
       : "This metric has no plottable value (histograms and summaries are not drawn).");
     const key = name + "\u0000" + labels.join("\u0000");
     if (metricPlot && metricSeriesKey === key) {
-      metricPlot.setData(data);
+      o.setChartData(metricPlot, data);
       return;
     }
     if (metricPlot) metricPlot.destroy();
@@ -203,7 +203,7 @@
     metricSeriesKey = key;
     metricPlot = o.chart("metric", chartContainer, {
       height: 260,
-      series: [{ label: "time" }, ...labels.map((label, i) => ({
+      series: [{ label: "time", value: (u, v) => (v === null || v === undefined ? "—" : o.time(v)) }, ...labels.map((label, i) => ({
         label, stroke: o.COLORS.palette[i % o.COLORS.palette.length], width: 2, spanGaps: true,
         points: { show: data[0].length < 60 },
       }))],

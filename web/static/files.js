@@ -53,10 +53,12 @@
   }
 
   function describeRetention(retention) {
-    const age = retention.max_age_seconds > 0 ? "older than " + o.seconds(retention.max_age_seconds) : "no age limit";
-    const size = retention.max_total_bytes > 0 ? "beyond " + o.bytes(retention.max_total_bytes) + " in total"
-      : "no size limit";
-    return "delete files " + age + "; " + size + "; checked every " + o.seconds(retention.check_interval_seconds);
+    const rules = [];
+    if (retention.max_age_seconds > 0) rules.push("files older than " + o.seconds(retention.max_age_seconds));
+    if (retention.max_total_bytes > 0) rules.push("the oldest files beyond " + o.bytes(retention.max_total_bytes));
+    if (!rules.length) return "off: completed files are kept until you delete them";
+    return "deletes " + rules.join(" and ") + " (checked every " + o.seconds(retention.check_interval_seconds) +
+      " and after each rotation)";
   }
 
   async function refresh() {

@@ -138,16 +138,17 @@
   function showChart(history) {
     const data = chartData(history);
     if (plot) {
-      plot.setData(data);
+      o.setChartData(plot, data);
       return;
     }
-    const series = [{ label: "time" }];
+    const series = [{ label: "time", value: (u, v) => (v === null || v === undefined ? "—" : o.time(v).slice(11, 19)) }];
     for (const signal of SIGNALS) {
       series.push({ label: signal + " received", stroke: o.COLORS[signal], width: 2, value: (u, v) => o.rate(v) });
       series.push({ label: signal + " written", stroke: o.COLORS[signal], width: 1.5, dash: [6, 4],
         value: (u, v) => o.rate(v) });
     }
     series.push({ label: "rejected", stroke: o.COLORS.rejected, width: 2, value: (u, v) => o.rate(v) });
+    for (const item of series.slice(1)) item.points = { show: false };
     plot = o.chart("overview", container, {
       height: 240,
       series,
