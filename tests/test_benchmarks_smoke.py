@@ -155,6 +155,15 @@ def test_cost_model_prints_every_stage_and_the_ceiling():
     assert len(lean) == 3 and all("write zstd" in line and "B/item" in line for line in lean)
 
 
+def test_attribute_form_measures_both_forms():
+    done = _run("-m", "benchmarks.attribute_form", "--items", "2000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"traces", "metrics", "logs"}
+    for today, lean_form, *_ in rows.values():
+        assert 0 < lean_form < today  # the lean form is smaller decoded
+
+
 def test_ab_variant_parsing():
     from benchmarks.ab import parse_variant
 

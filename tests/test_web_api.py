@@ -238,6 +238,25 @@ def test_bad_queries_get_a_4xx_with_a_message(stack, path, status, fragment):
     assert fragment.lower() in response.get_json()["error"].lower()
 
 
+def test_a_delete_may_come_without_a_body_but_not_without_the_token(tmp_path):
+    blueprint = Blueprint("deleting", __name__)
+
+    @blueprint.delete("/api/v1/thing")
+    def delete_thing():
+        return {"deleted": True}
+
+    stack = Stack(tmp_path, admin_token=TOKEN, extensions=[Extension("deleting", blueprint=blueprint)])
+    try:
+        assert stack.client.delete("/api/v1/thing").status_code == 401
+        response = stack.client.delete("/api/v1/thing", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200 and response.get_json() == {"deleted": True}
+        with_form = stack.client.delete("/api/v1/thing", data="a=1", content_type="application/x-www-form-urlencoded",
+                                        headers={"Authorization": f"Bearer {TOKEN}"})
+        assert with_form.status_code == 415
+    finally:
+        stack.close()
+
+
 def test_a_wrong_method_is_405_with_json(stack):
     response = stack.client.delete("/api/v1/status", json={})
     assert response.status_code == 405
@@ -409,5 +428,31 @@ def test_an_extension_adds_its_page_route_and_nav_entry(tmp_path):
         assert stack.client.get("/forwarding").get_data(as_text=True) == "forwarding page"
         overview = stack.client.get("/").get_data(as_text=True)
         assert 'href="/forwarding"' in overview and "Forwarding" in overview
+    finally:
+        stack.close()
+
+
+def test_a_full_buffer_makes_the_overview_degraded_and_readyz_503(tmp_path):
+    import grpc
+
+    from otlp_client import export
+
+    stack = Stack(tmp_path, **{"buffer.max_items": "100", "writer.write_interval": "30s",
+                               "writer.flush_rows": "1000"})
+    try:
+        history = stack.app.extensions["otlpd"].history
+        history.sample()
+        stack.send("traces", trace_request(60))
+        with pytest.raises(grpc.RpcError) as refused:
+            export(stack.channel, "traces", trace_request(60).SerializeToString())
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        history.sample()
+        status = stack.client.get("/api/v1/status").get_json()
+        assert status["health"]["status"] == "degraded"
+        assert status["summary"]["traces"]["rejected_items"] == {"buffer_full": 60}
+        assert status["summary"]["traces"]["received_items"] == 120
+        response = stack.client.get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json()["reasons"] == ["traces: requests refused in the last seconds (1 buffer full)"]
     finally:
         stack.close()

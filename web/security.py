@@ -3,7 +3,8 @@
 - Mutating calls (POST, PUT, PATCH, DELETE) need ``Authorization: Bearer <token>`` when an
   admin token is set (compared in constant time), and a JSON body (``Content-Type:
   application/json``, 415 otherwise): an HTML form on another site cannot send that type,
-  and a cross-site ``fetch`` that does needs a CORS preflight this app never grants.
+  and a cross-site ``fetch`` that does needs a CORS preflight this app never grants. A
+  DELETE may have no body at all (no form can send a DELETE).
 - On a loopback endpoint only loopback Host headers are answered, so a web page whose
   domain was re-pointed at 127.0.0.1 (DNS rebinding) cannot read the API either.
 - Every response carries a Content-Security-Policy without inline scripts,
@@ -47,6 +48,8 @@ def install(app, admin_token: str, allowed_hosts: set[str] | None) -> None:
             return None  # reads; and 404/405 answer before any rule about bodies
         if admin_token and not token_matches(request.headers.get("Authorization"), admin_token):
             abort(401, "this call needs the header Authorization: Bearer <dashboard.admin_token>")
+        if request.method == "DELETE" and not request.content_length and not request.mimetype:
+            return None  # a DELETE without a body (no HTML form can send a DELETE)
         if request.mimetype != "application/json":
             abort(415, "send the body as JSON with Content-Type: application/json")
         try:
