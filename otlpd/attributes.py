@@ -1,0 +1,184 @@
+"""The lean attribute form (the layout change of the lean-layout issue): a query-friendly
+``map<string, string>`` for every attribute a text value can carry exactly, and a sparse side
+list for the rest, together lossless.
+
+This module is the reference (pure Python) of that form. It is not yet what the daemon
+writes: the Cython decoder, the writer and ``schema.to_request`` switch to it together, with
+resource and scope stored once per file (docs/SCHEMA.md will describe the columns then). Its
+rules are fixed here so that the native decoder can be held to them:
+
+``attributes: map<string, string>``
+    One entry per KeyValue, in their order, whose value is a string, a bool (``true`` /
+    ``false``), an int (decimal) or a double that is not NaN (:func:`double_text`), whose
+    ``key_strindex`` is 0, and whose key did not occur earlier in the same list. So a map
+    never holds a key twice (DuckDB refuses the whole query over a map that does), and
+    ``attributes['http.route']`` is the attribute, ``attributes['http.response.status_code']
+    ::BIGINT`` an int one.
+``attributes_types: binary``
+    One byte per map entry: the AnyValue type of its value (1 string, 2 bool, 3 int,
+    4 double), so ``"200"`` and ``200`` stay apart.
+``attributes_other: list<struct<index, key, value: ANYVALUE, key_strindex>>``
+    Every other KeyValue, with ``index`` its position in the original list: a duplicate key
+    (the first occurrence is in the map), an absent value, an empty AnyValue, bytes, arrays,
+    kvlists, ``string_value_strindex``, a NaN (its payload would not survive text), or a
+    ``key_strindex``. Empty for nearly every row.
+
+:func:`split` goes from the reference's attribute dicts (``schema._attrs``) to the three
+values, :func:`join` back; ``join(*split(a)) == a`` for every attribute list.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyarrow as pa
+
+from otlpd.schema import ANYVALUE
+
+MAP = pa.map_(pa.string(), pa.string())
+TYPES = pa.binary()
+OTHER = pa.list_(pa.struct([
+    ("index", pa.int32()),
+    ("key", pa.string()),
+    ("value", ANYVALUE),
+    ("key_strindex", pa.int32()),
+]))
+
+STRING, BOOL, INT, DOUBLE = 1, 2, 3, 4
+_EXACT = 2 ** 53  # doubles below this in magnitude hold every integer exactly
+_POW10 = [10.0 ** k for k in range(16)]  # exact in binary64 up to 10**22
+
+
+def double_text(value: float) -> str | None:
+    """The text of a double that parses back to the same bits, or None (NaN).
+
+    Short and exact, and cheap to compute natively: the fewest decimals k <= 15 for which
+    ``value * 10**k`` is an integer m below 2**53 with ``m / 10**k == value`` (both
+    operations correctly rounded in IEEE arithmetic, in C as in Python, so a reader's
+    correctly rounded parse of the digits gives ``value`` back); otherwise the shortest of
+    ``%.15g``, ``%.16g``, ``%.17g`` that parses back. ``0.25`` is ``"0.25"``, ``1.0`` is
+    ``"1"``, ``-0.0`` is ``"-0"``, ``1e300`` is ``"1e+300"``; infinities are ``"inf"`` and
+    ``"-inf"`` (both DuckDB's and Polars' casts read them).
+    """
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0.0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    for k, scale in enumerate(_POW10):
+        scaled = value * scale
+        if abs(scaled) >= _EXACT:
+            break
+        if scaled == math.floor(scaled) and scaled / scale == value:
+            return _decimal(int(scaled), k)
+    for precision in (15, 16, 17):
+        text = "%.*g" % (precision, value)
+        if float(text) == value:
+            return text
+    raise AssertionError("%.17g always round-trips a double")  # pragma: no cover
+
+
+def _decimal(mantissa: int, decimals: int) -> str:
+    """``mantissa / 10**decimals`` written out: (25, 2) -> "0.25", (-15, 1) -> "-1.5"."""
+    sign = "-" if mantissa < 0 else ""
+    digits = str(abs(mantissa))
+    if decimals == 0:
+        return sign + digits
+    digits = digits.rjust(decimals + 1, "0")
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
+
+
+def value_text(value: dict | None) -> tuple[int, str] | None:
+    """(type, text) of an AnyValue dict the map can carry exactly; None when it cannot."""
+    if value is None:
+        return None
+    kind = value.get("type")
+    member = {STRING: "str", BOOL: "bool", INT: "int", DOUBLE: "double"}.get(kind)
+    if member is None or value.get(member) is None:
+        return None  # not a kind text can carry (or a member missing: keep it as it is)
+    if kind == STRING:
+        return STRING, value["str"]
+    if kind == BOOL:
+        return BOOL, "true" if value["bool"] else "false"
+    if kind == INT:
+        return INT, str(value["int"])
+    text = double_text(value["double"])
+    return None if text is None else (DOUBLE, text)
+
+
+def text_value(kind: int, text: str) -> dict:
+    """The AnyValue dict of a map entry (the inverse of :func:`value_text`)."""
+    if kind == STRING:
+        return {"type": STRING, "str": text}
+    if kind == BOOL:
+        return {"type": BOOL, "bool": text == "true"}
+    if kind == INT:
+        return {"type": INT, "int": int(text)}
+    if kind == DOUBLE:
+        return {"type": DOUBLE, "double": float(text)}
+    raise ValueError(f"attribute type {kind} has no text form")
+
+
+def split(attrs: list[dict]) -> tuple[list[tuple[str, str]], bytes, list[dict]]:
+    """The reference's attribute dicts as (map entries, types, side entries)."""
+    entries: list[tuple[str, str]] = []
+    types = bytearray()
+    other: list[dict] = []
+    seen: set[str] = set()
+    for index, attr in enumerate(attrs):
+        key = attr["key"]
+        carried = value_text(attr.get("value")) if not attr.get("key_strindex") else None
+        if carried is not None and key not in seen:
+            entries.append((key, carried[1]))
+            types.append(carried[0])
+        else:
+            other.append({"index": index, "key": key, "value": attr.get("value"),
+                          "key_strindex": attr.get("key_strindex") or 0})
+        seen.add(key)
+    return entries, bytes(types), other
+
+
+def join(entries: list[tuple[str, str]] | None, types: bytes | None, other: list[dict] | None) -> list[dict]:
+    """Back to the reference's attribute dicts, in their original order."""
+    entries, types, other = entries or [], types or b"", other or []
+    if len(entries) != len(types):
+        raise ValueError(f"{len(entries)} map entries but {len(types)} attribute types")
+    total = len(entries) + len(other)
+    result: list[Any] = [None] * total
+    for side in other:
+        index = side["index"]
+        if not 0 <= index < total or result[index] is not None:
+            raise ValueError(f"attribute index {index} out of place")
+        result[index] = {"key": side["key"], "value": _value_dict(side["value"]),
+                         "key_strindex": side["key_strindex"]}
+    slots = iter(i for i, slot in enumerate(result) if slot is None)
+    for (key, text), kind in zip(entries, types):
+        result[next(slots)] = {"key": key, "value": text_value(kind, text), "key_strindex": 0}
+    return result
+
+
+def _value_dict(value: dict | None) -> dict | None:
+    """An ANYVALUE struct as read back from Arrow (every member present) in the reference's
+    form (only the member its type selects)."""
+    if value is None:
+        return None
+    member = {1: "str", 2: "bool", 3: "int", 4: "double", 5: "bytes", 6: "bytes", 7: "bytes", 8: "int"}
+    kind = value["type"]
+    return {"type": kind} if kind not in member else {"type": kind, member[kind]: value.get(member[kind])}
+
+
+def split_column(column: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """A today's-layout attribute column (``schema.ATTRS``) as the three lean columns."""
+    maps, types, others = [], [], []
+    for attrs in column.to_pylist():
+        if attrs is None:
+            maps.append(None)
+            types.append(None)
+            others.append(None)
+            continue
+        entries, kinds, other = split([{**attr, "value": _value_dict(attr["value"])} for attr in attrs])
+        maps.append(entries)
+        types.append(kinds)
+        others.append(other)
+    return pa.array(maps, MAP), pa.array(types, TYPES), pa.array(others, OTHER)
