@@ -164,6 +164,15 @@ def test_attribute_form_measures_both_forms():
         assert 0 < lean_form < today  # the lean form is smaller decoded
 
 
+def test_lean_layout_measures_both_layouts():
+    done = _run("-m", "benchmarks.lean_layout", "--items", "1000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"traces", "metrics", "logs"}
+    for today, lean_form, *_, source_rows in rows.values():
+        assert 0 < lean_form < today and source_rows >= 1
+
+
 def test_ab_variant_parsing():
     from benchmarks.ab import parse_variant
 
