@@ -27,7 +27,8 @@ class DashboardServer:
                               f"{error.strerror or error}") from None
         self.host = host
         self.port = int(self._server.effective_port)
-        self._thread = threading.Thread(target=self._server.run, name="otlpd-dashboard", daemon=True)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="otlpd-dashboard", daemon=True)
 
     @property
     def url(self) -> str:
@@ -38,13 +39,29 @@ class DashboardServer:
         self._thread.start()
         self.app.extensions["otlpd"].history.start()
 
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except Exception:  # noqa: BLE001 - the loop's sockets closed under it while stopping
+            if not self._stopping:
+                log.exception("dashboard: the HTTP server stopped")
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop answering: finish requests being handled (up to ``timeout``), close every connection."""
+        self._stopping = True
         self.app.extensions["otlpd"].history.stop()
         self._server.task_dispatcher.shutdown(timeout=timeout)
-        wasyncore.close_all(self._server._map)  # waitress has no public stop; its loop ends with an empty map
+        # waitress has no public stop: its loop ends once its socket map is empty. Empty it
+        # from the loop's own thread (a thunk the trigger runs there), so no socket is closed
+        # under a poll() in progress.
         if self._thread.is_alive():
+            try:
+                self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
+            except OSError:
+                pass
             self._thread.join(timeout)
+        if self._server._map:  # never started, or the loop did not get to it
+            wasyncore.close_all(self._server._map)
 
 
 def build_dashboard(config, daemon) -> DashboardServer:
