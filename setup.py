@@ -3,6 +3,7 @@
 Everything else about the package lives in pyproject.toml; this file exists
 only because extension modules still need setup.py with setuptools.
 """
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -10,9 +11,15 @@ from setuptools import Extension, setup
 
 COMPILER_DIRECTIVES = {"language_level": "3", "embedsignature": True}
 
+# cythonize() replaces each Extension's .pyx by the generated .c, so an sdist would carry
+# only the .c: `depends` puts the Cython sources into it too (setuptools adds an
+# Extension's depends to the sdist). ext/_decoder.pyx includes the parts in ext/decoder/;
+# cythonize tracks those includes itself and regenerates the .c when one changes.
+DECODER_PARTS = sorted(glob.glob("ext/decoder/*.pxi"))
+
 extensions = [
-    Extension("otlpd._buffer", ["ext/_buffer.pyx"]),
-    Extension("otlpd._decoder", ["ext/_decoder.pyx"]),
+    Extension("otlpd._buffer", ["ext/_buffer.pyx"], depends=["ext/_buffer.pyx"]),
+    Extension("otlpd._decoder", ["ext/_decoder.pyx"], depends=["ext/_decoder.pyx", *DECODER_PARTS]),
 ]
 
 setup(

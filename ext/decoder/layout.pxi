@@ -1,0 +1,72 @@
+# Import-time column layout: SPECS/SPEC_LEN (driver.pxi) from each signal's pa.Schema
+# (otlpd.schema via _SCHEMAS in api.pxi), after checking that its columns are in the
+# order the decoders write them (_LAYOUT). _fill_specs() runs at the end of
+# ext/_decoder.pyx.
+
+def _spec_nodes(t, out):
+    if t == _schema.ANYVALUE:
+        out.append((C_STRUCT, 0, t.num_fields, F_ANYVALUE))
+        for i in range(t.num_fields):
+            _spec_nodes(t.field(i).type, out)
+    elif pa.types.is_struct(t):
+        out.append((C_STRUCT, 0, t.num_fields, 0))
+        for i in range(t.num_fields):
+            _spec_nodes(t.field(i).type, out)
+    elif pa.types.is_list(t):
+        out.append((C_LIST, 0, 1, 0))
+        _spec_nodes(t.value_type, out)
+    elif pa.types.is_string(t) or pa.types.is_binary(t):
+        out.append((C_BIN, 0, 0, 0))
+    elif pa.types.is_boolean(t):
+        out.append((C_BOOL, 0, 0, 0))
+    elif pa.types.is_primitive(t) and t.bit_width in (8, 32, 64):
+        out.append((C_PRIM, t.bit_width // 8, 0, 0))
+    else:
+        raise ImportError(f"unsupported Arrow type {t}")
+
+
+def _type_depth(t):
+    """Nesting levels of an Arrow type (a primitive is 1)."""
+    if pa.types.is_struct(t):
+        return 1 + max((_type_depth(t.field(i).type) for i in range(t.num_fields)), default=0)
+    if pa.types.is_list(t):
+        return 1 + _type_depth(t.value_type)
+    return 1
+
+
+_COMMON = ["resource_attributes", "resource_dropped_attributes_count", "resource_entity_refs",
+           "resource_schema_url", "service_name", "scope_name", "scope_version",
+           "scope_attributes", "scope_dropped_attributes_count", "scope_schema_url"]
+_LAYOUT = (
+    _COMMON + ["trace_id", "span_id", "trace_state", "parent_span_id", "flags", "name", "kind",
+               "start_time", "end_time", "attributes", "dropped_attributes_count", "events",
+               "dropped_events_count", "links", "dropped_links_count", "status_code",
+               "status_message"],
+    _COMMON + ["metric_name", "metric_description", "metric_unit", "metric_metadata",
+               "metric_type", "aggregation_temporality", "is_monotonic", "attributes",
+               "start_time", "time", "flags", "value_double", "value_int", "count", "sum", "min",
+               "max", "bucket_counts", "explicit_bounds", "scale", "zero_count",
+               "zero_threshold", "positive_offset", "positive_bucket_counts", "negative_offset",
+               "negative_bucket_counts", "quantile_values", "exemplars"],
+    _COMMON + ["time", "observed_time", "severity_number", "severity_text", "body", "attributes",
+               "dropped_attributes_count", "flags", "trace_id", "span_id", "event_name"],
+)
+
+
+def _fill_specs():
+    for sig in range(3):
+        schema = _SCHEMAS[sig]
+        if schema.names != _LAYOUT[sig]:
+            raise ImportError(f"otlpd._decoder was written for another {_SIGNALS[sig]} schema")
+        nodes = []
+        _spec_nodes(pa.struct(list(schema)), nodes)
+        if _type_depth(pa.struct(list(schema))) >= MERGE_MAX_DEPTH:
+            raise ImportError("schema too deep for merge()")
+        if len(nodes) > MAX_SPEC:
+            raise ImportError("schema too large for the decoder")
+        for i, (kind, width, n, flags) in enumerate(nodes):
+            SPECS[sig][i].kind = kind
+            SPECS[sig][i].width = width
+            SPECS[sig][i].n_children = n
+            SPECS[sig][i].flags = flags
+        SPEC_LEN[sig] = len(nodes)
