@@ -1,5 +1,6 @@
-"""Bytes of today's attribute columns against the lean attribute form (otlpd.attributes), on the
-realistic requests of benchmarks/requests.py: decoded Arrow bytes and file bytes per item.
+"""Bytes of the attribute columns before schema version 2 (lists of structs) against the lean
+attribute form (otlpd.attributes), on the realistic requests of benchmarks/requests.py: decoded
+Arrow bytes and file bytes per item.
 
     python -m benchmarks.attribute_form [--items 20000]
 
@@ -31,7 +32,7 @@ def file_bytes(table: pa.Table, codec: str) -> int:
 def measure(signal: str, items: int) -> dict:
     per_request = 1000
     pool = request_pool(signal, per_request, size=max(1, items // per_request))
-    batches = [schema.DECODERS[signal](data) for data in pool]
+    batches = [schema.decode_v1(signal, data) for data in pool]
     table = pa.Table.from_batches(batches).combine_chunks()
     rows = table.num_rows
     today = pa.table({name: table[name] for name in COLUMNS[signal]})

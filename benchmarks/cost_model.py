@@ -36,10 +36,11 @@ import pyarrow as pa
 from benchmarks.bench_write import COMPRESSIONS, write_ipc
 from benchmarks.requests import request_pool
 from otlpd.decode import BUFFER_DECODERS, DECODERS, IMPLEMENTATION
-from otlpd.schema import COMMON_FIELDS, SIGNALS
+from otlpd.schema import SIGNALS
+from otlpd.sources import SOURCE_COLUMNS
 from otlpd.writer import _coalesce
 
-COMMON = {field.name for field in COMMON_FIELDS}  # resource and scope columns
+COMMON = {*SOURCE_COLUMNS, "service_name"}  # resource and scope columns
 
 
 def cpu_seconds(fn, rounds: int) -> float:
@@ -68,7 +69,7 @@ def layout_bytes(batch: pa.RecordBatch) -> dict[str, float]:
     groups = {"resource+scope": 0, "attributes": 0, "other": 0}
     for name, column in zip(batch.schema.names, batch.columns):
         key = ("resource+scope" if name in COMMON
-               else "attributes" if name in ("attributes", "events", "links", "exemplars")
+               else "attributes" if name.startswith("attributes") or name in ("events", "links", "exemplars")
                else "other")
         groups[key] += column.nbytes
     return {key: value / batch.num_rows for key, value in groups.items()}

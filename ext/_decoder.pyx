@@ -36,7 +36,9 @@ in the parts and docs/DECODER.md) are handed to the reference path instead, so
 that results always match it.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.math cimport fabs, floor
+from libc.stdio cimport snprintf
+from libc.stdlib cimport calloc, free, malloc, realloc, strtod
 from libc.string cimport memcmp, memcpy, memset, strlen
 
 import sys

@@ -10,7 +10,8 @@ rules are fixed here so that the native decoder can be held to them:
 ``attributes: map<string, string>``
     One entry per KeyValue, in their order, whose value is a string, a bool (``true`` /
     ``false``), an int (decimal) or a double that is not NaN (:func:`double_text`), whose
-    ``key_strindex`` is 0, and whose key did not occur earlier in the same list. So a map
+    ``key_strindex`` is 0, whose key did not occur earlier in the same list, and that is among
+    the list's first ``MAP_LIMIT`` (128) KeyValues. So a map
     never holds a key twice (DuckDB refuses the whole query over a map that does), and
     ``attributes['http.route']`` is the attribute, ``attributes['http.response.status_code']
     ::BIGINT`` an int one.
@@ -33,7 +34,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from otlpd.schema import ANYVALUE
+# `type` is the AnyValue oneof field number (0 = none set); only the matching member is set.
+ANYVALUE = pa.struct(
+    [
+        ("type", pa.uint8()),
+        ("str", pa.string()),
+        ("bool", pa.bool_()),
+        ("int", pa.int64()),
+        ("double", pa.float64()),
+        ("bytes", pa.binary()),
+    ]
+)
 
 MAP = pa.map_(pa.string(), pa.string())
 TYPES = pa.binary()
@@ -45,6 +56,10 @@ OTHER = pa.list_(pa.struct([
 ]))
 
 STRING, BOOL, INT, DOUBLE = 1, 2, 3, 4
+# Only the first MAP_LIMIT KeyValues of a list may go to the map: finding an earlier equal key
+# costs up to MAP_LIMIT comparisons a KeyValue, so a hostile list of a million keys stays
+# linear. OpenTelemetry SDKs keep at most 128 attributes by default.
+MAP_LIMIT = 128
 _EXACT = 2 ** 53  # doubles below this in magnitude hold every integer exactly
 _POW10 = [10.0 ** k for k in range(16)]  # exact in binary64 up to 10**22
 
@@ -128,7 +143,7 @@ def split(attrs: list[dict]) -> tuple[list[tuple[str, str]], bytes, list[dict]]:
     seen: set[str] = set()
     for index, attr in enumerate(attrs):
         key = attr["key"]
-        carried = value_text(attr.get("value")) if not attr.get("key_strindex") else None
+        carried = value_text(attr.get("value")) if index < MAP_LIMIT and not attr.get("key_strindex") else None
         if carried is not None and key not in seen:
             entries.append((key, carried[1]))
             types.append(carried[0])
@@ -182,3 +197,91 @@ def split_column(column: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
         types.append(kinds)
         others.append(other)
     return pa.array(maps, MAP), pa.array(types, TYPES), pa.array(others, OTHER)
+
+
+# --------------------------------------------------------------------------- whole rows
+
+def _is_attrs(field: pa.Field, v1_attrs: pa.DataType) -> bool:
+    return field.type == v1_attrs
+
+
+def lean_fields(fields, v1_attrs: pa.DataType, anyvalue: pa.DataType) -> list[pa.Field]:
+    """The lean layout's fields for today's ``fields``: each attribute list becomes
+    ``<name>`` (map), ``<name>_types`` and ``<name>_other`` side by side, at every depth; a
+    log's ``body`` becomes a string column and ``body_other`` (any other AnyValue)."""
+    out = []
+    for field in fields:
+        if field.type == v1_attrs:
+            out += [pa.field(field.name, MAP), pa.field(field.name + "_types", TYPES),
+                    pa.field(field.name + "_other", OTHER)]
+        elif field.name == "body" and field.type == anyvalue:
+            out += [pa.field("body", pa.string()), pa.field("body_other", anyvalue)]
+        else:
+            out.append(pa.field(field.name, _lean_type(field.type, v1_attrs, anyvalue)))
+    return out
+
+
+def _lean_type(t: pa.DataType, v1_attrs, anyvalue) -> pa.DataType:
+    if pa.types.is_struct(t) and t != anyvalue:
+        return pa.struct(lean_fields([t.field(i) for i in range(t.num_fields)], v1_attrs, anyvalue))
+    if pa.types.is_list(t):
+        return pa.list_(_lean_type(t.value_type, v1_attrs, anyvalue))
+    return t
+
+
+def to_lean(fields, values, v1_attrs: pa.DataType, anyvalue: pa.DataType) -> list:
+    """One row (or struct) of today's ``fields`` as the values of :func:`lean_fields`, in order.
+
+    Attribute lists are the reference's dicts (only the selected AnyValue member set)."""
+    out: list = []
+    for field, value in zip(fields, values):
+        if field.type == v1_attrs:
+            out.extend((None, None, None) if value is None else split(value))
+        elif field.name == "body" and field.type == anyvalue:
+            string = value is not None and value.get("type") == STRING
+            out += [value["str"] if string else None, None if string else value]
+        else:
+            out.append(_lean_value(field.type, value, v1_attrs, anyvalue))
+    return out
+
+
+def _lean_value(t: pa.DataType, value, v1_attrs, anyvalue):
+    if value is None or t == anyvalue:
+        return value
+    if pa.types.is_struct(t):
+        names = [t.field(i).name for i in range(t.num_fields)]
+        fields = [t.field(i) for i in range(t.num_fields)]
+        lean = lean_fields(fields, v1_attrs, anyvalue)
+        return dict(zip((f.name for f in lean), to_lean(fields, [value.get(n) for n in names], v1_attrs, anyvalue)))
+    if pa.types.is_list(t):
+        return [_lean_value(t.value_type, item, v1_attrs, anyvalue) for item in value]
+    return value
+
+
+def from_lean(fields, row: dict, v1_attrs: pa.DataType, anyvalue: pa.DataType) -> list:
+    """Today's values of ``fields`` from a lean row (or struct) read back as a dict."""
+    out: list = []
+    for field in fields:
+        if field.type == v1_attrs:
+            entries = row.get(field.name)
+            out.append(None if entries is None and row.get(field.name + "_other") is None
+                       else join(entries, row.get(field.name + "_types"), row.get(field.name + "_other")))
+        elif field.name == "body" and field.type == anyvalue:
+            string, other = row.get("body"), row.get("body_other")
+            out.append({"type": STRING, "str": string} if string is not None else _value_dict(other))
+        else:
+            out.append(_v1_value(field.type, row.get(field.name), v1_attrs, anyvalue))
+    return out
+
+
+def _v1_value(t: pa.DataType, value, v1_attrs, anyvalue):
+    if value is None:
+        return None
+    if t == anyvalue:
+        return _value_dict(value)
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        return dict(zip((f.name for f in fields), from_lean(fields, value, v1_attrs, anyvalue)))
+    if pa.types.is_list(t):
+        return [_v1_value(t.value_type, item, v1_attrs, anyvalue) for item in value]
+    return value

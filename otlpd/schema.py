@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from otlpd import attributes as lean
 from otlpd import proto as pb
+from otlpd.attributes import ANYVALUE
 
 # Note: protobuf constructors treat `field=None` as "not set"; to_request relies on that to
 # restore the presence of optional fields and submessages from nullable columns.
@@ -27,18 +29,9 @@ class DecodeError(ValueError):
 TIME = pa.timestamp("ns", tz="UTC")
 ID = pa.binary()  # the wire does not guarantee 16/8-byte ids, so no fixed_size_binary
 
-# `type` is the AnyValue oneof field number (0 = none set); only the matching member is set.
-ANYVALUE = pa.struct(
-    [
-        ("type", pa.uint8()),
-        ("str", pa.string()),
-        ("bool", pa.bool_()),
-        ("int", pa.int64()),
-        ("double", pa.float64()),
-        ("bytes", pa.binary()),
-    ]
-)
-# A list rather than an Arrow map so duplicate keys and their order survive.
+# Rows are built in today's ("v1") form first, with every attribute list as ATTRS (a list,
+# so duplicate keys and their order survive); the stored layout is derived from it by
+# otlpd.attributes (each list -> map + types + side list; a log's string body -> a string).
 ATTRS = pa.list_(
     pa.struct([("key", pa.string()), ("value", ANYVALUE), ("key_strindex", pa.int32())])
 )
@@ -79,7 +72,7 @@ COMMON_FIELDS = [
 ]
 _N_COMMON = len(COMMON_FIELDS)
 
-TRACES_SCHEMA = pa.schema(
+_V1_TRACES = pa.schema(
     COMMON_FIELDS
     + [
         pa.field("trace_id", ID),
@@ -128,7 +121,7 @@ TRACES_SCHEMA = pa.schema(
     ]
 )
 
-LOGS_SCHEMA = pa.schema(
+_V1_LOGS = pa.schema(
     COMMON_FIELDS
     + [
         pa.field("time", TIME),
@@ -178,9 +171,22 @@ _POINT_FIELDS = [
     pa.field("exemplars", EXEMPLARS),
 ]
 _POINT_NAMES = [f.name for f in _POINT_FIELDS]
-METRICS_SCHEMA = pa.schema(COMMON_FIELDS + _METRIC_FIELDS + _POINT_FIELDS)
+_V1_METRICS = pa.schema(COMMON_FIELDS + _METRIC_FIELDS + _POINT_FIELDS)
+
+# In each file's schema metadata: readers and to_request can tell layouts apart.
+SCHEMA_VERSION = "2"
+
+
+def _stored(v1: pa.Schema) -> pa.Schema:
+    return pa.schema(lean.lean_fields(v1, ATTRS, ANYVALUE), metadata={"otlpd.schema_version": SCHEMA_VERSION})
+
+
+TRACES_SCHEMA = _stored(_V1_TRACES)
+METRICS_SCHEMA = _stored(_V1_METRICS)
+LOGS_SCHEMA = _stored(_V1_LOGS)
 
 _SCHEMAS = {"traces": TRACES_SCHEMA, "metrics": METRICS_SCHEMA, "logs": LOGS_SCHEMA}
+_V1_SCHEMAS = {"traces": _V1_TRACES, "metrics": _V1_METRICS, "logs": _V1_LOGS}
 
 
 def schema_for(signal: str) -> pa.Schema:
@@ -455,16 +461,31 @@ def _parse(request_type, data: bytes):
         raise DecodeError(f"invalid {request_type.DESCRIPTOR.name}: {reason}") from exc
 
 
-def _decode(signal: str, data: bytes) -> pa.RecordBatch:
-    request_type, resources_field, scopes_field, records_field, record_rows = _LAYOUT[signal]
-    request = _parse(request_type, data)
+def _v1_rows(signal: str, request) -> list[tuple]:
+    """One tuple per record in the v1 column order: its resource, its scope, then its own values."""
+    _, resources_field, scopes_field, records_field, record_rows = _LAYOUT[signal]
     rows = []
     for rg in getattr(request, resources_field):
         resource = _resource_values(rg.resource, rg.schema_url)
         for sg in getattr(rg, scopes_field):
             common = resource + _scope_values(sg.scope, sg.schema_url)
             rows.extend(common + values for values in record_rows(getattr(sg, records_field)))
-    schema = _SCHEMAS[signal]
+    return rows
+
+
+def _decode(signal: str, data: bytes) -> pa.RecordBatch:
+    request = _parse(_LAYOUT[signal][0], data)
+    v1 = _V1_SCHEMAS[signal]
+    return _batch(_SCHEMAS[signal], [lean.to_lean(v1, row, ATTRS, ANYVALUE) for row in _v1_rows(signal, request)])
+
+
+def decode_v1(signal: str, data: bytes) -> pa.RecordBatch:
+    """The request in the layout before schema version 2 (attributes as lists of structs, a log
+    body as an AnyValue struct): kept for the benchmarks, which measure both layouts."""
+    return _batch(_V1_SCHEMAS[signal], _v1_rows(signal, _parse(_LAYOUT[signal][0], data)))
+
+
+def _batch(schema: pa.Schema, rows: list) -> pa.RecordBatch:
     columns = zip(*rows) if rows else [()] * len(schema)
     arrays = [pa.array(column, type=field.type) for column, field in zip(columns, schema)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -777,6 +798,9 @@ def to_request(signal: str, table: pa.Table | pa.RecordBatch):
         table = pa.Table.from_batches([table])
     table = table.select(schema.names).cast(pa.schema([f.with_type(_physical(f.type)) for f in schema]))
     columns = [column.to_pylist() for column in table.columns]
+    v1 = _V1_SCHEMAS[signal]
+    columns = zip(*(lean.from_lean(v1, dict(zip(schema.names, values)), ATTRS, ANYVALUE)
+                    for values in zip(*columns))) if table.num_rows else [()] * len(v1)
 
     # repr() of the column values is an exact, hashable group key (floats repr round-trip).
     groups = {}  # resource key -> (Resource, schema_url, {scope key -> (Scope, schema_url, rows)})

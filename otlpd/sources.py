@@ -6,8 +6,8 @@ resource and scope it came from are one row of a small *sources* table written b
 data file. Like :mod:`otlpd.attributes`, this module fixes the rules natively built code
 will follow; the daemon does not write it yet.
 
-``source_id`` is the FNV-1a 64-bit hash of a canonical encoding of the nine resource and
-scope values (:func:`canonical_bytes`), not of their wire bytes: two senders that encode the
+``source_id`` is the FNV-1a 64-bit hash of a canonical encoding of the resource and scope
+values (:func:`canonical_bytes`), not of their wire bytes: two senders that encode the
 same resource differently get the same id, so one join key works across files and processes
 (``JOIN ... USING (source_id)`` over every sources table, duplicates collapsed with
 ``DISTINCT ON`` / ``unique``). Two different sources with one id in one file are a collision
@@ -21,11 +21,15 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
+from otlpd import attributes as lean
 from otlpd import schema
 
-SOURCE_COLUMNS = tuple(field.name for field in schema.COMMON_FIELDS if field.name != "service_name")
+# the stored (lean) form of the resource and scope columns, service_name aside
+_FIELDS = [field for field in lean.lean_fields(schema.COMMON_FIELDS, schema.ATTRS, lean.ANYVALUE)
+           if field.name != "service_name"]
+SOURCE_COLUMNS = tuple(field.name for field in _FIELDS)
 SOURCE_ID = pa.field("source_id", pa.uint64())
-SOURCES_SCHEMA = pa.schema([SOURCE_ID] + [field for field in schema.COMMON_FIELDS if field.name != "service_name"])
+SOURCES_SCHEMA = pa.schema([SOURCE_ID] + _FIELDS)
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -68,7 +72,7 @@ def _encode(value: Any, out: bytearray) -> None:
 
 
 def canonical_bytes(values: Iterable[Any]) -> bytes:
-    """The canonical encoding of one row's nine resource and scope values (SOURCE_COLUMNS order)."""
+    """The canonical encoding of one row's resource and scope values (SOURCE_COLUMNS order)."""
     out = bytearray()
     for value in values:
         _encode(value, out)

@@ -81,6 +81,14 @@ def test_what_goes_where():
     assert canonical(lean.join(entries, types, other)) == canonical(attrs)
 
 
+def test_only_the_first_128_keyvalues_may_go_to_the_map():
+    attrs = [kv(f"k{i}", string_value=str(i)) for i in range(200)]
+    entries, types, other = lean.split(attrs)
+    assert [key for key, _ in entries] == [f"k{i}" for i in range(lean.MAP_LIMIT)]
+    assert [side["index"] for side in other] == list(range(lean.MAP_LIMIT, 200))
+    assert lean.join(entries, types, other) == attrs
+
+
 @pytest.mark.parametrize("value", [0.1, 0.25, 1.0, -1.5, 1e300, 5e-324, -5e-324, 1 / 3, 2.0 ** 53, 2.0 ** 53 + 2,
                                    123.456, 1e-7, 1e15, 1e16, 1.7976931348623157e308, float("inf"), float("-inf"),
                                    -0.0, 0.0])

@@ -169,8 +169,8 @@ def test_lean_layout_measures_both_layouts():
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in done.stdout.splitlines()[2:]}
     assert set(rows) == {"traces", "metrics", "logs"}
-    for today, lean_form, *_, source_rows in rows.values():
-        assert 0 < lean_form < today and source_rows >= 1
+    for v1, v2, lean_form, *_, source_rows in rows.values():
+        assert 0 < lean_form < v2 < v1 and source_rows >= 1
 
 
 def test_ab_variant_parsing():

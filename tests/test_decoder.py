@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -40,6 +41,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import export_requests
 
+from otlpd import attributes as lean
+from otlpd import proto as pb
 from otlpd import schema
 from otlpd.schema import SIGNALS, DecodeError
 
@@ -58,8 +61,11 @@ SETTINGS = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def assert_same(signal: str, data: bytes, *, fallback_ok: bool = False) -> pa.RecordBatch:
-    """Both decoders succeed with identical batches; unless fallback_ok, natively."""
+def assert_same(signal: str, data: bytes, *, fallback_ok: bool = False, nans: bool = False) -> pa.RecordBatch:
+    """Both decoders succeed with identical batches; unless fallback_ok, natively.
+
+    With `nans` the values may hold NaNs, which equals() never finds equal: only the
+    bit-level comparison applies."""
     ref = schema.DECODERS[signal](data)
     native = _decoder.decode(signal, data, fallback=False)
     if not fallback_ok:
@@ -67,7 +73,7 @@ def assert_same(signal: str, data: bytes, *, fallback_ok: bool = False) -> pa.Re
     got = _decoder.DECODERS[signal](data)
     got.validate(full=True)
     assert got.schema == ref.schema
-    assert got.equals(ref)
+    assert nans or got.equals(ref)
     assert batches_identical(got, ref)
     return got
 
@@ -176,7 +182,10 @@ def test_realistic_request_shapes():
     assert set(points["metric_type"].to_pylist()) == {
         "gauge", "sum", "histogram", "exponential_histogram", "summary"}
     records = _decoder.decode_logs(logs_request(16))
-    body_types = {b["type"] if b else None for b in records["body"].to_pylist()}
+    # schema v2: a string body in `body`, any other in `body_other`, an absent one in neither
+    strings = records["body"].to_pylist()
+    body_types = {1 if text is not None else (other["type"] if other else None)
+                  for text, other in zip(strings, records["body_other"].to_pylist())}
     assert body_types == {None, 0, 1, 3, 4, 5, 6, 7}
 
 
@@ -458,6 +467,145 @@ def test_log_semantics_match_reference():
     assert_same("logs", logs(ld(5, b"")))  # an empty body is {type: 0}, not null
     assert_same("logs", logs(b""))
     assert_same("logs", logs(ld(5, ld(6, ld(1, kv(b"k", vi(2, 1))))) + ld(5, vi(4, 0))))
+
+
+# ---------------------------------------------------------------- schema v2: attribute sites
+# otlpd.attributes.split(): map iff among the list's first 128 KeyValues, value of type
+# 1..4 (not NaN), key_strindex 0, key not seen earlier in the list; else the side list.
+
+
+def _d(x: float) -> pb.AnyValue:
+    return pb.AnyValue(double_value=x)
+
+
+def _bits(u: int) -> float:
+    return struct.unpack("<d", u.to_bytes(8, "little"))[0]
+
+
+def _kvs(*pairs) -> list:
+    """pb.KeyValue from (key, AnyValue or None[, key_strindex])."""
+    return [pb.KeyValue(key=p[0], value=p[1], key_strindex=p[2] if len(p) > 2 else 0) for p in pairs]
+
+
+_S, _I, _B = (lambda v: pb.AnyValue(string_value=v)), (lambda v: pb.AnyValue(int_value=v)), (
+    lambda v: pb.AnyValue(bool_value=v))
+ATTRIBUTE_CASES = {
+    "duplicate keys: the first in the map, later ones aside": _kvs(
+        ("k", _S("a")), ("k", _S("b")), ("k", _I(1)), ("j", _I(2)), ("j", None)),
+    "a key seen aside keeps later ones aside": _kvs(
+        ("k", pb.AnyValue(bytes_value=b"x")), ("k", _S("s")), ("e", pb.AnyValue()), ("e", _I(1))),
+    "key_strindex aside, its key counts as seen": _kvs(
+        ("", _S("a"), 3), ("", _S("b")), ("x", _S("c"), -1), ("x", _S("d"))),
+    "KeyValue without value, empty AnyValue, strindex value": _kvs(
+        ("a", None), ("a", _S("x")), ("b", pb.AnyValue()), ("c", pb.AnyValue(string_value_strindex=7))),
+    "empty keys and strings": _kvs(("", _S("")), ("", _S("")), ("x", _S(""))),
+    "int64 extremes and bools": _kvs(
+        ("min", _I(-(2**63))), ("max", _I(2**63 - 1)), ("zero", _I(0)), ("neg", _I(-1)),
+        ("t", _B(True)), ("f", _B(False))),
+    "NaNs aside (payloads and sign kept)": _kvs(
+        ("nan", _d(float("nan"))), ("nan", _d(1.0)), ("qnan-", _d(_bits(0xFFF8000000000001))),
+        ("snan", _d(_bits(0x7FF0000000000001))), ("ok", _d(2.5))),
+    "doubles: fast path, %.17g fallback, specials": _kvs(*[
+        (f"d{i}", _d(x)) for i, x in enumerate([
+            0.1 + 0.2, 5e-324, 1e300, -0.0, 0.0, float("inf"), float("-inf"), 1.0, 0.25, -1.5,
+            0.1, 1 / 3, 123456.789, 2.0**53, 2.0**53 - 1, -(2.0**53) + 1, 1e15 + 0.3, 1e-5, 1e-15,
+            1.5e-15, 1e21, 1e22, 1.7976931348623157e308, 2.2250738585072014e-308, 100.0, 0.3,
+            9007199254740.993, 4.35, 1.005, 2.675, -123.456e-10, 1e16, 12345678.9])]),
+    "more than 128 attributes": _kvs(*[(f"k{i}", _S(str(i))) for i in range(200)]),
+    "key first seen after the limit, duplicates across the limit": _kvs(
+        *[(f"k{i}", _I(i)) for i in range(127)], ("last", _S("in")), ("late", _S("out")),
+        ("k0", _S("dup")), ("late", _S("again"))),
+}
+
+
+def _every_site(kvs: list) -> dict:
+    """One request per signal with `kvs` at every attribute site."""
+    traces_req = pb.ExportTraceServiceRequest(resource_spans=[pb.ResourceSpans(
+        resource=pb.Resource(attributes=kvs), scope_spans=[pb.ScopeSpans(
+            scope=pb.InstrumentationScope(name="s", attributes=kvs), spans=[
+                pb.Span(name="a", attributes=kvs, events=[pb.Span.Event(name="e", attributes=kvs)] * 2,
+                        links=[pb.Span.Link(attributes=kvs), pb.Span.Link(attributes=kvs[:1])]),
+                pb.Span(name="b", attributes=kvs[::-1])])])])
+    exemplar = pb.Exemplar(filtered_attributes=kvs, as_int=1)
+    points = [pb.NumberDataPoint(attributes=kvs, as_int=1, exemplars=[exemplar, exemplar]),
+              pb.NumberDataPoint(attributes=kvs[1:], as_double=1.5)]
+    metrics_req = pb.ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(
+        resource=pb.Resource(attributes=kvs), scope_metrics=[pb.ScopeMetrics(
+            scope=pb.InstrumentationScope(attributes=kvs), metrics=[
+                pb.Metric(name="g", metadata=kvs, gauge=pb.Gauge(data_points=points)),
+                pb.Metric(name="h", metadata=kvs[::-1], histogram=pb.Histogram(data_points=[
+                    pb.HistogramDataPoint(attributes=kvs, exemplars=[exemplar])]))])])])
+    logs_req = pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(
+        resource=pb.Resource(attributes=kvs), scope_logs=[pb.ScopeLogs(
+            scope=pb.InstrumentationScope(attributes=kvs), log_records=[
+                pb.LogRecord(attributes=kvs, body=_S("text")), pb.LogRecord(attributes=kvs[:2])])])])
+    return {"traces": traces_req.SerializeToString(), "metrics": metrics_req.SerializeToString(),
+            "logs": logs_req.SerializeToString()}
+
+
+@pytest.mark.parametrize("name", sorted(ATTRIBUTE_CASES))
+def test_attribute_sites_match_reference(name):
+    for signal, data in _every_site(ATTRIBUTE_CASES[name]).items():
+        assert_same(signal, data, nans="NaN" in name)
+
+
+def test_attribute_rules_land_where_expected():
+    kvs = ATTRIBUTE_CASES["key first seen after the limit, duplicates across the limit"]
+    batch = _decoder.decode_traces(_every_site(kvs)["traces"])
+    entries = batch["attributes"][0].as_py()
+    assert len(entries) == 128 and entries[-1] == ("last", "in")
+    assert batch["attributes_types"][0].as_py() == b"\x03" * 127 + b"\x01"
+    assert [(o["index"], o["key"]) for o in batch["attributes_other"][0].as_py()] == [
+        (128, "late"), (129, "k0"), (130, "late")]
+    kvs = ATTRIBUTE_CASES["doubles: fast path, %.17g fallback, specials"]
+    texts = dict(_decoder.decode_traces(_every_site(kvs)["traces"])["attributes"][0].as_py())
+    assert texts["d0"] == "0.30000000000000004" and texts["d1"] == lean.double_text(5e-324) == "4.94065645841247e-324"
+    assert (texts["d3"], texts["d4"], texts["d5"], texts["d6"], texts["d7"]) == ("-0", "0", "inf", "-inf", "1")
+
+
+def test_double_texts_match_reference():
+    """Many doubles (random bits, short decimals, integers): the map's text is double_text()'s."""
+    rng = random.Random(7)
+    values = [_bits(rng.getrandbits(64)) for _ in range(3000)]
+    values += [round(rng.uniform(-1e6, 1e6), rng.randrange(0, 16)) for _ in range(3000)]
+    values += [float(rng.getrandbits(rng.randrange(1, 64))) * rng.choice((1, -1)) for _ in range(1000)]
+    values += [rng.randrange(1, 10**6) / 10 ** rng.randrange(0, 20) for _ in range(2000)]
+    spans = [pb.Span(name="s", attributes=[pb.KeyValue(key="v", value=_d(v))]) for v in values]
+    data = pb.ExportTraceServiceRequest(resource_spans=[pb.ResourceSpans(
+        scope_spans=[pb.ScopeSpans(spans=spans)])]).SerializeToString()
+    batch = assert_same("traces", data, nans=True)
+    got = [dict(e).get("v") for e in batch["attributes"].to_pylist()]
+    assert got == [lean.double_text(v) for v in values]
+
+
+def test_log_bodies_string_other_absent():
+    records = [pb.LogRecord(body=_S("text")), pb.LogRecord(body=_S("")), pb.LogRecord(),
+               pb.LogRecord(body=pb.AnyValue()), pb.LogRecord(body=_I(3)), pb.LogRecord(body=_d(float("nan"))),
+               pb.LogRecord(body=pb.AnyValue(bytes_value=b"\x00")), pb.LogRecord(body=_B(False))]
+    data = pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(
+        scope_logs=[pb.ScopeLogs(log_records=records)])]).SerializeToString()
+    batch = assert_same("logs", data, nans=True)
+    assert batch["body"].to_pylist() == ["text", "", None, None, None, None, None, None]
+    assert [o and o["type"] for o in batch["body_other"].to_pylist()] == [None, None, None, 0, 3, 4, 7, 2]
+
+
+_v2_keys = st.sampled_from(["k", "j", "", "service.name", "http.route", "ü"])
+_v2_values = st.one_of(
+    st.none(), st.just(pb.AnyValue()), st.text(max_size=4).map(_S), st.booleans().map(_B),
+    st.integers(-(2**63), 2**63 - 1).map(_I), st.floats().map(_d),
+    st.integers(0, 2**64 - 1).map(lambda u: _d(_bits(u))),
+    st.binary(max_size=3).map(lambda b: pb.AnyValue(bytes_value=b)),
+    st.integers(-3, 3).map(lambda i: pb.AnyValue(string_value_strindex=i)))
+_v2_kv = st.builds(lambda k, v, si: pb.KeyValue(key=k, value=v, key_strindex=si), _v2_keys, _v2_values,
+                   st.sampled_from([0, 0, 0, 0, 1, -1]))
+_v2_lists = st.one_of(st.lists(_v2_kv, max_size=8), st.lists(_v2_kv, min_size=120, max_size=140))
+
+
+@SETTINGS
+@given(_v2_lists)
+def test_generated_attribute_lists_match_reference(kvs):
+    for signal, data in _every_site(kvs).items():
+        assert_same(signal, data, nans=True)
 
 
 # ---------------------------------------------------------------- fallbacks

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from daemon_process import DaemonProcess
+from otlpd import attributes as lean
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +28,12 @@ RESOURCE = Resource.create({"service.name": "e2e-shop", "deployment.environment"
 SPAN_COUNT = 300
 
 
-def attribute(attributes, key):
-    """The value struct of one attribute from a row's attribute list."""
-    for item in attributes:
+def attribute(row, key, name="attributes"):
+    """The value (reference form: type and its member) of one attribute of a row or struct,
+    from its map, types and side list (docs/SCHEMA.md, "Attributes")."""
+    entries = row[name] or []
+    pairs = list(entries.items()) if isinstance(entries, dict) else [tuple(e) for e in entries]  # Polars: a dict
+    for item in lean.join(pairs, row[name + "_types"], row[name + "_other"]):
         if item["key"] == key:
             return item["value"]
     raise KeyError(key)
@@ -111,19 +115,18 @@ def test_traces_in_polars(stored):
     parents = spans.filter(pl.col("name") == "GET /cart")
     assert parents.height == SPAN_COUNT // 3
     for row in parents.iter_rows(named=True):
-        attrs = row["attributes"]
-        order = attribute(attrs, "order")["int"]
+        order = attribute(row, "order")["int"]
         parent_context, _ = sent[order]
         assert row["trace_id"] == parent_context.trace_id.to_bytes(16, "big")
         assert row["span_id"] == parent_context.span_id.to_bytes(8, "big")
-        assert attribute(attrs, "http.route")["str"] == "/cart"
-        assert attribute(attrs, "http.status_code")["int"] == 200 + order % 3
-        assert math.isclose(attribute(attrs, "ratio")["double"], order / 4)
-        assert attribute(attrs, "cached")["bool"] == (order % 2 == 0)
-        assert attribute(attrs, "tags")["type"] == 5  # array
+        assert attribute(row, "http.route")["str"] == "/cart"
+        assert attribute(row, "http.status_code")["int"] == 200 + order % 3
+        assert math.isclose(attribute(row, "ratio")["double"], order / 4)
+        assert attribute(row, "cached")["bool"] == (order % 2 == 0)
+        assert attribute(row, "tags")["type"] == 5  # array
         assert row["kind"] == 2  # SPAN_KIND_SERVER
         assert [event["name"] for event in row["events"]] == ["cache miss"]
-        assert attribute(row["events"][0]["attributes"], "key")["str"] == f"k{order}"
+        assert attribute(row["events"][0], "key")["str"] == f"k{order}"
         assert row["end_time"] >= row["start_time"]
     children = spans.filter(pl.col("name") == "SELECT cart")
     by_span = {row["span_id"]: row for row in children.iter_rows(named=True)}
@@ -147,8 +150,12 @@ def test_traces_in_pyarrow_and_duckdb(stored):
     assert result == [("GET /cart", 100, 100), ("SELECT cart", 100, 100), ("render", 100, 100)]
     routes = duckdb.sql("""
         SELECT count(*) FROM traces
-        WHERE list_filter(attributes, lambda a: a.key = 'http.route')[1].value.str = '/cart'""").fetchall()
+        WHERE attributes['http.route'] = '/cart'""").fetchall()
     assert routes == [(100,)]
+    statuses = duckdb.sql("""
+        SELECT attributes['http.status_code']::BIGINT AS status, count(*) FROM traces
+        WHERE name = 'GET /cart' GROUP BY ALL ORDER BY 1""").fetchall()
+    assert statuses == [(200, 34), (201, 33), (202, 33)]
 
 
 def test_metrics(stored):
@@ -158,7 +165,7 @@ def test_metrics(stored):
     assert orders["metric_type"].unique().to_list() == ["sum"]
     assert orders["is_monotonic"].unique().to_list() == [True]
     assert orders["aggregation_temporality"].unique().to_list() == [2]  # cumulative
-    by_region = {attribute(row["attributes"], "region")["str"]: row["value_int"]
+    by_region = {attribute(row, "region")["str"]: row["value_int"]
                  for row in orders.iter_rows(named=True)}
     assert by_region == {"eu": 7, "us": 3}
     latency = points.filter(pl.col("metric_name") == "latency").row(0, named=True)
@@ -181,11 +188,11 @@ def test_logs(stored):
     logs = pl.scan_ipc(str(output / "logs" / "*.arrow")).collect()
     assert logs.height == 51
     warnings = logs.filter(pl.col("severity_number") == 13)
-    assert sorted(row["body"]["str"] for row in warnings.iter_rows(named=True)) == sorted(
+    assert sorted(warnings["body"].to_list()) == sorted(
         f"order {i} placed" for i in range(50))
     assert warnings["severity_text"].unique().to_list() == ["WARN"]
     structured = logs.filter(pl.col("severity_number") == 9).row(0, named=True)
-    assert structured["body"]["type"] == 6  # kvlist
+    assert structured["body"] is None and structured["body_other"]["type"] == 6  # kvlist
     dataset = ds.dataset(str(output / "logs"), format="ipc")
     logs_dataset = dataset  # noqa: F841
-    assert duckdb.sql("SELECT count(*) FROM logs_dataset WHERE body.str LIKE 'order %'").fetchall() == [(50,)]
+    assert duckdb.sql("SELECT count(*) FROM logs_dataset WHERE body LIKE 'order %'").fetchall() == [(50,)]

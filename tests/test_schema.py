@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from strategies import export_requests, records_multiset
 
+from otlpd import attributes as lean
 from otlpd import proto as pb
 from otlpd import schema
 from otlpd.schema import DECODERS, SIGNALS, DecodeError, schema_for, to_request
@@ -222,11 +223,10 @@ def test_decoded_values_traces():
     assert (first["scope_name"], first["scope_version"]) == ("flask", "3.0")
     assert first["span_id"] == bytes.fromhex("00000000000000a1")
     assert first["start_time"] == T0 + 5 * MINUTE + 123
-    assert first["attributes"][0] == {
-        "key": "http.route",
-        "value": {"type": 1, "str": "/cart", "bool": None, "int": None, "double": None, "bytes": None},
-        "key_strindex": 0,
-    }
+    assert first["attributes"][0] == ("http.route", "/cart")  # a string attribute: in the map
+    assert first["attributes_types"][0] == 1
+    assert attributes_of(first, "attributes")[0] == {"key": "http.route", "value": {"type": 1, "str": "/cart"},
+                                             "key_strindex": 0}
     assert first["events"][0]["name"] == "cache miss"
     assert first["links"][0]["flags"] == 1
     assert (first["status_code"], first["status_message"]) == (1, "")
@@ -236,7 +236,8 @@ def test_decoded_values_traces():
     assert last["service_name"] is None
     assert last["end_time"] == -1  # 2**64 - 1 keeps its bits
     assert last["start_time"] == -1 - 1_500_000
-    assert last["resource_attributes"] == [] and last["scope_name"] == ""
+    assert last["resource_attributes"] == [] and last["resource_attributes_other"] == []
+    assert last["scope_name"] == ""
 
 
 def test_decoded_values_metrics():
@@ -254,7 +255,7 @@ def test_decoded_values_metrics():
     assert [(x["value_double"], x["value_int"]) for x in g_double["exemplars"]] == [(0.25, None), (None, 7)]
     (s,) = by_type["sum"]
     assert (s["aggregation_temporality"], s["is_monotonic"], s["value_int"]) == (2, True, 2**63 - 1)
-    assert s["metric_metadata"][0]["key"] == "origin"
+    assert attributes_of(s, "metric_metadata")[0]["key"] == "origin"
     h, h_empty = by_type["histogram"]
     assert (h["count"], h["sum"], h["min"], h["max"]) == (3, 12.5, 0.5, 10.0)
     assert (h["bucket_counts"], h["explicit_bounds"]) == ([1, 1, 1], [1.0, 5.0])
@@ -273,13 +274,18 @@ def test_decoded_values_metrics():
 
 def test_decoded_values_logs():
     rows = decode_rows("logs", realistic_logs())
-    assert rows[0]["body"]["type"] == 1 and rows[0]["body"]["str"] == "cart loaded"
+    assert rows[0]["body"] == "cart loaded" and rows[0]["body_other"] is None  # a string body: a string
     assert (rows[0]["severity_number"], rows[0]["severity_text"], rows[0]["flags"]) == (9, "INFO", 1)
-    body = rows[1]["body"]
-    assert body["type"] == 6
+    body = rows[1]["body_other"]
+    assert body["type"] == 6 and rows[1]["body"] is None
     assert pb.KeyValueList.FromString(body["bytes"]).values[0].value.string_value == "u1"
     assert rows[1]["event_name"] == "checkout.failed" and rows[1]["time"] == 0
-    assert rows[2]["body"] is None
+    assert rows[2]["body"] is None and rows[2]["body_other"] is None  # no body
+
+
+def attributes_of(row: dict, name: str) -> list[dict]:
+    """A row's attribute list in the reference's form (map, types and side list joined)."""
+    return lean.join(row[name], row[name + "_types"], row[name + "_other"])
 
 
 def decode_rows(signal, request) -> list[dict]:
@@ -305,13 +311,16 @@ def test_any_value_encoding():
     request = pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(
         scope_logs=[pb.ScopeLogs(log_records=[pb.LogRecord(attributes=attrs)])])])
     (row,) = decode_rows("logs", request)
-    encoded = [(a["value"] or {}).get("type") for a in row["attributes"]]
+    # every key is "k": the first KeyValue is an empty AnyValue, so none goes to the map
+    assert row["attributes"] == [] and row["attributes_types"] == b""
+    assert [side["index"] for side in row["attributes_other"]] == list(range(10))
+    encoded = [(a["value"] or {}).get("type") for a in attributes_of(row, "attributes")]
     assert encoded == [0, 1, 2, 3, 4, 5, 6, 7, 8, None]
-    got = [a["value"] for a in row["attributes"]]
+    got = [a["value"] for a in attributes_of(row, "attributes")]
     assert got[1]["str"] == "" and got[2]["bool"] is False and got[3]["int"] == -(2**63)
     assert got[5]["bytes"] == pb.ArrayValue(values=[pb.AnyValue(int_value=1)]).SerializeToString()
     assert got[6]["bytes"] == b"" and got[7]["bytes"] == b"\x00\xff" and got[8]["int"] == 5
-    assert all(v is None for k, v in got[0].items() if k != "type")
+    assert got[0] == {"type": 0}
     rebuilt = to_request("logs", DECODERS["logs"](request.SerializeToString()))
     assert rebuilt == request_with_empty_parents(request)
 
@@ -416,8 +425,10 @@ def test_polars_reads_every_column(data_dir, signal):
         signal, REALISTIC[signal]()
     )
     assert df["service_name"][0] == "checkout"
-    assert df.schema["resource_attributes"] == pl.List(
-        pl.Struct({"key": pl.String, "value": pl.Struct({
+    assert df.schema["resource_attributes"] == pl.Map(pl.String, pl.String)
+    assert df.schema["resource_attributes_types"] == pl.Binary
+    assert df.schema["resource_attributes_other"] == pl.List(
+        pl.Struct({"index": pl.Int32, "key": pl.String, "value": pl.Struct({
             "type": pl.UInt8, "str": pl.String, "bool": pl.Boolean, "int": pl.Int64,
             "double": pl.Float64, "bytes": pl.Binary}), "key_strindex": pl.Int32})
     )
@@ -441,14 +452,14 @@ def test_polars_values(data_dir):
     assert hist["positive_bucket_counts"].to_list() == [[1, 2], None]
     assert hist["time"].to_list() == [dt.datetime(2024, 5, 1, 12, tzinfo=UTC)] * 2
     logs = pl.scan_ipc(str(root / "logs" / "*.arrow")).collect()
-    assert logs["body"].struct.field("str").to_list() == ["cart loaded", None, None]
+    assert logs["body"].to_list() == ["cart loaded", None, None]
+    assert logs["body_other"].struct.field("type").to_list() == [None, 6, None]
     assert logs["severity_number"].to_list() == [9, 17, 0]
+    assert logs.select(pl.col("attributes").map.get("cart.items").cast(pl.Int64)).to_series().to_list() == \
+        [3, None, None]
     # The attribute lookup shown in SCHEMA.md.
     traces = pl.scan_ipc(str(root / "traces" / "*.arrow"))
-    method = pl.col("attributes").list.eval(
-        pl.element().filter(pl.element().struct.field("key") == "http.method")
-        .struct.field("value").struct.field("str")
-    ).list.first()
+    method = pl.col("attributes").map.get("http.method")
     assert set(traces.select(method).collect().to_series().to_list()) == {"GET"}
 
 
@@ -484,26 +495,56 @@ def test_duckdb_values(data_dir):
     ]
     got = duckdb.sql(
         """SELECT epoch_ns(time), value_int, value_double, exemplars[1].value_double,
-                  attributes[1].value.str, resource_attributes[1].value.str
+                  attributes['http.route'], resource_attributes['service.name']
            FROM metrics WHERE metric_type = 'gauge' ORDER BY value_int"""
     ).fetchall()
     assert got == [(T0, -3, None, None, "/cart", "checkout"), (T0, None, 1.5, 0.25, None, "checkout")]
     logs = ds.dataset(str(root / "logs"), format="ipc")
     got = duckdb.sql(
-        """SELECT body.type, body.str, severity_text, event_name, hex(trace_id)
+        """SELECT body, body_other.type, severity_text, event_name, hex(trace_id),
+                  attributes['cart.items']::BIGINT
            FROM logs ORDER BY epoch_ns(observed_time)"""
     ).fetchall()
     assert got == [
-        (1, "cart loaded", "INFO", "", "01" * 16),
-        (6, None, "", "checkout.failed", ""),
-        (None, None, "", "", ""),
+        ("cart loaded", None, "INFO", "", "01" * 16, 3),
+        (None, 6, "", "checkout.failed", "", None),
+        (None, None, "", "", "", None),
     ]
     traces = ds.dataset(str(root / "traces"), format="ipc")
     got = duckdb.sql(
-        """SELECT DISTINCT list_filter(attributes, lambda a: a.key = 'http.method')[1].value.str
-           FROM traces"""
+        """SELECT DISTINCT attributes['http.method'] FROM traces"""
     ).fetchall()
     assert got == [("GET",)]
+
+
+def test_a_file_of_awkward_attributes_scans_completely_in_every_reader(tmp_path):
+    """Duplicate keys, invalid UTF-8 in bytes, nested arrays and kvlists, NaN, every metric type:
+    every file still scans in Polars, pyarrow and DuckDB, attributes queries included."""
+    nested = pb.AnyValue(array_value=pb.ArrayValue(values=[
+        pb.AnyValue(kvlist_value=pb.KeyValueList(values=[kv("deep", bytes_value=b"\xff\xfe")])),
+        pb.AnyValue(array_value=pb.ArrayValue(values=[pb.AnyValue(double_value=float("nan"))]))]))
+    awkward = [kv("k", string_value="first"), kv("k", string_value="again"), kv("k", int_value=3),
+               kv("raw", bytes_value=b"\xff\xfe\x00"), pb.KeyValue(key="nested", value=nested),
+               kv("nan", double_value=float("nan")), pb.KeyValue(key="none")]
+    traces = realistic_traces()
+    traces.resource_spans[0].resource.attributes.extend(awkward)
+    traces.resource_spans[0].scope_spans[0].spans[0].attributes.extend(awkward)
+    logs = realistic_logs()
+    logs.resource_logs[0].scope_logs[0].log_records[0].attributes.extend(awkward)
+    metrics = realistic_metrics()
+    metrics.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].attributes.extend(awkward)
+    for signal, request in (("traces", traces), ("logs", logs), ("metrics", metrics)):
+        batch = DECODERS[signal](request.SerializeToString())
+        write_arrow(tmp_path / signal / f"{signal}-20240501T120000Z-000001.arrow", batch)
+        frame = pl.scan_ipc(str(tmp_path / signal / "*.arrow")).collect()
+        assert frame.height == batch.num_rows
+        assert ds.dataset(str(tmp_path / signal), format="ipc").to_table().num_rows == batch.num_rows
+        dataset = ds.dataset(str(tmp_path / signal), format="ipc")  # noqa: F841 (read by DuckDB)
+        assert len(duckdb.sql("SELECT * FROM dataset").fetchall()) == batch.num_rows
+        found = duckdb.sql("SELECT count(*) FROM dataset WHERE attributes['k'] = 'first'").fetchall()[0][0]
+        assert found == 1
+        assert frame.filter(pl.col("attributes").map.get("k") == "first").height == 1
+        assert records_multiset(signal, to_request(signal, frame.to_arrow())) == records_multiset(signal, request)
 
 
 # --------------------------------------------------------------------------- SCHEMA.md queries
@@ -529,6 +570,25 @@ def test_documented_query(data_dir, monkeypatch, capsys, engine):
     starts = table.column("start_time").cast(pa.int64()).to_pylist()
     assert starts == [T0, T0 + 5 * MINUTE + 123, T0 + 30 * MINUTE]
     assert table.column("duration_ns").to_pylist() == [1_500_000] * 3
+
+
+@pytest.mark.parametrize("engine", ["polars-more", "duckdb-more"])
+def test_documented_queries_of_every_kind(data_dir, monkeypatch, capsys, engine):
+    root, _ = data_dir
+    monkeypatch.chdir(root.parent)
+    namespace = {}
+    exec(compile(doc_query(engine), f"SCHEMA.md:{engine}", "exec"), namespace)
+    answers = namespace["answers"]
+    assert answers == {
+        "pay": 1,  # span a5
+        "ok": 10,  # every span has http.status_code 200
+        "on_h1": 8,  # the checkout resource's spans
+        "events": ["cache miss"],
+        "loaded": 1,
+        "kvlist_bodies": 1,
+        "items": 3,
+        "requests": [(2**63 - 1, "/cart")],
+    }
 
 
 # --------------------------------------------------------------------------- errors

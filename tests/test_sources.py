@@ -89,6 +89,6 @@ def test_duckdb_joins_rows_and_sources_across_files(tmp_path):
         "SELECT t.service_name, count(*) FROM traces t "
         "JOIN (SELECT source_id, any_value(resource_attributes) AS resource_attributes "
         "      FROM all_sources GROUP BY source_id) s USING (source_id) "
-        "WHERE list_filter(s.resource_attributes, lambda a: a.key = 'deployment.environment')[1].value.str = 'prod' "
+        "WHERE s.resource_attributes['deployment.environment'] = 'prod' "
         "GROUP BY ALL ORDER BY 1").fetchall()
     assert joined == [("billing", 4), ("checkout", 8)]

@@ -41,14 +41,15 @@ _HISTOGRAM_TYPES = frozenset({"histogram", "exponential_histogram", "summary"})
 _SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "service_name", "name", "kind",
                  "start_time", "end_time", "status_code", "status_message")
 _LOG_COLUMNS = ("time", "observed_time", "service_name", "severity_number", "severity_text", "body",
-                "trace_id", "span_id")
+                "body_other", "trace_id", "span_id")
 _METRIC_NAME_COLUMNS = ("metric_name", "metric_type", "metric_unit", "metric_description")
 _POINT_COLUMNS = ("metric_name", "metric_type", "metric_unit", "time", "value_double", "value_int",
                   "count", "sum", "service_name", "attributes")
 # The columns recent_files reads for a file's time range.
 _TIME_COLUMNS = {"traces": ("start_time", "end_time"), "logs": ("time", "observed_time"),
                  "metrics": ("time",)}
-# Top-level columns whose layout is not fixed yet: kept only in a shape we know how to render.
+# Attribute columns: kept only in a shape we know how to render (a map of strings, or a list of
+# key/value structs as written before schema version 2).
 _ATTRIBUTE_COLUMNS = frozenset({"attributes"})
 
 
@@ -591,7 +592,8 @@ class StoredData:
         return {
             "logs": [{"time": iso_from_ns(row["_key"]), "service": row["service_name"],
                       "severity_number": row["severity_number"], "severity_text": row["severity_text"],
-                      "body": render_body(row["body"]), "trace_id": _hex(row["trace_id"]),
+                      "body": render_body(row["body"] if row["body"] is not None else row["body_other"]),
+                      "trace_id": _hex(row["trace_id"]),
                       "span_id": _hex(row["span_id"])} for row in rows],
             "scanned": scan.as_dict(),
         }

@@ -1,5 +1,6 @@
-# Decoding shared by every signal: message type ids (M_*, MT), AnyValue, KeyValue,
-# EntityRef, Resource and InstrumentationScope (template columns 0..9); relies on
+# Decoding shared by every signal: message type ids (M_*, MT), AnyValue, KeyValue and
+# the attribute sites (map + types + side list), EntityRef, Resource and
+# InstrumentationScope (template columns 0..13); relies on
 # validate.pxi, canonical.pxi and columns.pxi. Every dec_* function is one loop over one
 # message's fields (read a tag, switch on it, vfield() the rest): alike because that is
 # the shape of a protobuf parser, apart because each reads other fields into other columns.
@@ -10,8 +11,14 @@
 # for vfield()/validate(); unknown fields go through vfield().
 #
 # Column numbers are checked against the schemas at import (_LAYOUT).
-# Common: 0 resource_attributes .. 9 scope_schema_url.
-# ATTRS = list<struct<key, value: ANYVALUE, key_strindex>>;
+# Common: 0-2 resource_attributes(_types, _other), 3 resource_dropped_attributes_count,
+# 4 resource_entity_refs, 5 resource_schema_url, 6 service_name, 7 scope_name,
+# 8 scope_version, 9-11 scope_attributes(_types, _other), 12 scope_dropped_attributes_count,
+# 13 scope_schema_url.
+# An attribute site (schema version 2, otlpd.attributes) is three sibling columns:
+#   X:        map<string, string> = list<struct<key, value>>
+#   X_types:  binary, one byte (AnyValue type 1..4) per map entry
+#   X_other:  list<struct<index: int32, key, value: ANYVALUE, key_strindex: int32>>
 # ANYVALUE = struct<type, str, bool, int, double, bytes>.
 
 cdef enum:
@@ -157,15 +164,212 @@ cdef void app_any(Ctx* c, Col* col, AnyV* a) noexcept nogil:
     app_struct(c, col)
 
 
-cdef int dec_kv(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col* attrs,
+# ---------------------------------------------------------------- attribute sites
+# otlpd.attributes.split(): the KeyValue at position i of a list (every KeyValue counts)
+# goes to the map iff i < MAP_LIMIT, its value is set with type 1..4 (a double not NaN),
+# its key_strindex is 0 and its key did not occur earlier in the list (map or side);
+# every other KeyValue goes to the side list with index i. The current list is the
+# entries after the site's last list offsets, so i and the earlier keys come from the
+# columns themselves: no state per list.
+
+cdef enum:
+    MAP_LIMIT = 128    # otlpd.attributes.MAP_LIMIT: bounds the key comparisons a KeyValue
+
+cdef extern from *:
+    """
+    /* 10**k, k = 0..15: exact in binary64 (as Python's 10.0 ** k) */
+    static const double otlpd_pow10[16] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+                                           1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    """
+    const double* POW10 "otlpd_pow10"
+
+
+cdef inline int u64_text(uint64_t m, char* out) noexcept nogil:
+    """Decimal digits of m into out (at most 20); their count."""
+    cdef char tmp[24]
+    cdef int n = 0
+    cdef int i
+    while True:
+        tmp[n] = <char>(48 + m % 10)  # bounds: at most 20 digits
+        n += 1
+        m //= 10
+        if m == 0:
+            break
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    return n
+
+
+cdef inline int i64_text(int64_t v, char* out) noexcept nogil:
+    """str(v) of an int64 into out (at most 20 bytes); its length."""
+    if v < 0:
+        out[0] = 45  # '-'
+        return 1 + u64_text(<uint64_t>0 - <uint64_t>v, out + 1)
+    return u64_text(<uint64_t>v, out)
+
+
+cdef int double_text(uint64_t bits, char* out) noexcept nogil:
+    """otlpd.attributes.double_text() of the double with these bits into out (room for
+    40 bytes); its length, or 0 for a NaN (not carried by the map). Plain IEEE double
+    arithmetic (SSE2, no contraction: only * and / with a comparison between), so the
+    fast path decides exactly as Python does; "%.*g" matches Python's for finite values."""
+    cdef double value
+    cdef double scaled, whole
+    cdef uint64_t m
+    cdef int k, n, i, digits, pad, prec
+    cdef char tmp[24]
+    memcpy(&value, &bits, 8)
+    if (bits & 0x7FF0000000000000ULL) == 0x7FF0000000000000ULL:
+        if bits & 0x000FFFFFFFFFFFFFULL:
+            return 0  # NaN
+        if bits >> 63:
+            memcpy(out, b"-inf", 4)
+            return 4
+        memcpy(out, b"inf", 3)
+        return 3
+    if (bits << 1) == 0:  # +-0.0
+        if bits >> 63:
+            memcpy(out, b"-0", 2)
+            return 2
+        out[0] = 48
+        return 1
+    for k in range(16):
+        scaled = value * POW10[k]
+        if fabs(scaled) >= 9007199254740992.0:  # 2**53
+            break
+        whole = floor(scaled)
+        if scaled == whole and scaled / POW10[k] == value:
+            # _decimal(int(scaled), k): sign, digits left-padded to k + 1, a point
+            n = 0
+            if scaled < 0:
+                out[0] = 45
+                n = 1
+                m = <uint64_t>(-scaled)
+            else:
+                m = <uint64_t>scaled
+            digits = u64_text(m, tmp)
+            if k == 0:
+                memcpy(out + n, tmp, <size_t>digits)
+                return n + digits
+            # rjust(k + 1, "0"), then a point before the last k: at most 17 characters
+            pad = k + 1 - digits if digits < k + 1 else 0
+            for i in range(pad + digits):
+                if i == pad + digits - k:
+                    out[n] = 46  # '.'
+                    n += 1
+                out[n] = 48 if i < pad else tmp[i - pad]
+                n += 1
+            return n
+    for prec in range(15, 18):
+        n = snprintf(out, 40, "%.*g", prec, value)
+        if n <= 0 or n >= 40:  # never for a finite double; defensive
+            break
+        if prec == 17 or strtod(out, NULL) == value:
+            return n
+    return snprintf(out, 40, "%.17g", value)
+
+
+cdef inline int attr_text(AnyV* a, char* buf, const uint8_t** s, int64_t* n) noexcept nogil:
+    """The type (1..4) of an AnyValue the map carries and its text in *s/*n (the string
+    itself, else written to buf), or 0 when it goes to the side list."""
+    cdef int t = a.type
+    if t == 1:
+        s[0] = a.s
+        n[0] = a.n
+    elif t == 2:
+        if a.b:
+            s[0] = <const uint8_t*>b"true"
+            n[0] = 4
+        else:
+            s[0] = <const uint8_t*>b"false"
+            n[0] = 5
+    elif t == 3:
+        s[0] = <const uint8_t*>buf
+        n[0] = i64_text(<int64_t>a.i, buf)
+    elif t == 4:
+        s[0] = <const uint8_t*>buf
+        n[0] = double_text(a.d, buf)
+        if n[0] == 0:
+            return 0
+    else:
+        return 0
+    return t
+
+
+cdef inline bint key_in(Col* keys, int64_t first, const uint8_t* key, int64_t klen) noexcept nogil:
+    """Is `key` among the strings [first, length) of C_BIN column `keys`?"""
+    cdef const int32_t* off
+    cdef int64_t j
+    if keys.length <= first:
+        return False
+    # bounds: length > first >= 0 slots, so vals holds length + 1 int32 offsets
+    # (a buffer from realloc, aligned) and data holds off[length] bytes
+    off = <const int32_t*>keys.vals.p
+    for j in range(first, keys.length):
+        if off[j + 1] - off[j] == klen and (
+                klen == 0 or memcmp(keys.data.p + off[j], key, <size_t>klen) == 0):
+            return True
+    return False
+
+
+cdef void app_attr(Ctx* c, Col* site, KV* kv) noexcept nogil:
+    """Append a parsed KeyValue to the current list of attribute site `site` (site[0]
+    the map, site[1] the types, site[2] the side list): the map if it qualifies
+    (otlpd.attributes.split), else the side list with its index."""
+    cdef Col* entries = &site[0].children[0]     # struct<key, value>
+    cdef Col* side = &site[2].children[0]        # struct<index, key, value, key_strindex>
+    cdef Col* types = &site[1]
+    cdef int64_t m0, s0, i
+    cdef char buf[40]
+    cdef const uint8_t* s = NULL
+    cdef int64_t n = 0
+    cdef int t = 0
+    if c.status:
+        return
+    m0 = last_offset(&site[0])
+    s0 = last_offset(&site[2])
+    i = (entries.length - m0) + (side.length - s0)
+    if i < MAP_LIMIT and kv.strindex == 0 and kv.has_value:
+        t = attr_text(&kv.v, buf, &s, &n)
+        if t and (key_in(&entries.children[0], m0, kv.key, kv.klen)
+                  or key_in(&side.children[1], s0, kv.key, kv.klen)):
+            t = 0
+    if t:
+        app_bin(c, &entries.children[0], kv.key, kv.klen)
+        app_bin(c, &entries.children[1], s, n)
+        app_struct(c, entries)
+        if c.status or not buf_reserve(c, &types.data, 1):
+            return
+        types.data.p[types.data.len] = <uint8_t>t  # bounds: reserved above
+        types.data.len += 1
+    else:
+        app_w4(c, &side.children[0], <uint32_t>i)
+        app_bin(c, &side.children[1], kv.key, kv.klen)
+        if kv.has_value:
+            app_any(c, &side.children[2], &kv.v)
+        else:
+            app_null(c, &side.children[2])
+        app_w4(c, &side.children[3], <uint32_t>kv.strindex)
+        app_struct(c, side)
+
+
+cdef inline void app_attrs_row(Ctx* c, Col* site) noexcept nogil:
+    """Close the current list of attribute site `site` in its three columns (the
+    types' bytes were appended to its data by app_attr)."""
+    app_list(c, &site[0])
+    app_bin(c, &site[1], NULL, 0)
+    app_list(c, &site[2])
+
+
+cdef int dec_kv(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col* site,
                 KV* kv) noexcept nogil:
-    """Decode one KeyValue and append it as a new element of list column `attrs`."""
+    """Decode one KeyValue (its fields may repeat and merge) into `kv`, then append it
+    to the current list of attribute site `site` (app_attr)."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t v
     cdef const uint8_t* s
     cdef int64_t n
-    cdef Col* st = &attrs.children[0]
     memset(kv, 0, sizeof(KV))
     while p < end:
         t0 = p
@@ -186,25 +390,20 @@ cdef int dec_kv(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col* at
             kv.strindex = <int32_t>v
         elif vfield(c, MT[M_KV], t0, &p, end, tag, depth):
             return c.status
-    app_bin(c, &st.children[0], kv.key, kv.klen)
-    if kv.has_value:
-        app_any(c, &st.children[1], &kv.v)
-    else:
-        app_null(c, &st.children[1])
-    app_w4(c, &st.children[2], <uint32_t>kv.strindex)
-    app_struct(c, st)
+    app_attr(c, site, kv)
     return c.status
 
 
 cdef inline int dec_attr(Ctx* c, const uint8_t** pp, const uint8_t* end, int depth,
-                         Col* attrs) noexcept nogil:
-    """A KeyValue field of a message at `depth` (tag read): append it to `attrs`."""
+                         Col* site) noexcept nogil:
+    """A KeyValue field of a message at `depth` (tag read): append it to attribute
+    site `site` (its row is closed by app_attrs_row)."""
     cdef const uint8_t* s
     cdef int64_t n
     cdef KV kv
     if vlen(c, pp, end, &s, &n):
         return c.status
-    return dec_kv(c, s, s + n, depth + 1, attrs, &kv)
+    return dec_kv(c, s, s + n, depth + 1, site, &kv)
 
 
 cdef int dec_entity_ref(Ctx* c, const uint8_t* p, const uint8_t* end, int depth,
@@ -255,7 +454,7 @@ cdef struct ResState:
 
 cdef int dec_resource(Ctx* c, const uint8_t* p, const uint8_t* end, int depth,
                       ResState* rs) noexcept nogil:
-    """One Resource payload into templates T[0] (attributes) and T[2] (entity refs)."""
+    """One Resource payload into templates T[0..2] (attributes) and T[4] (entity refs)."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t v
@@ -281,7 +480,7 @@ cdef int dec_resource(Ctx* c, const uint8_t* p, const uint8_t* end, int depth,
                 return c.status
             rs.dropped = <uint32_t>v
         elif tag == 0x1A:
-            if vlen(c, &p, end, &s, &n) or dec_entity_ref(c, s, s + n, depth + 1, &c.T[2]):
+            if vlen(c, &p, end, &s, &n) or dec_entity_ref(c, s, s + n, depth + 1, &c.T[4]):
                 return c.status
         elif vfield(c, MT[M_RESOURCE], t0, &p, end, tag, depth):
             return c.status
@@ -290,15 +489,15 @@ cdef int dec_resource(Ctx* c, const uint8_t* p, const uint8_t* end, int depth,
 
 cdef inline void app_resource_row(Ctx* c, ResState* rs, const uint8_t* url,
                                   int64_t url_n) noexcept nogil:
-    """Close the resource template row T[0..4] (`url`: the resource group's schema_url)."""
-    app_list(c, &c.T[0])
-    app_w4(c, &c.T[1], rs.dropped)
-    app_list(c, &c.T[2])
-    app_bin(c, &c.T[3], url, url_n)
+    """Close the resource template row T[0..6] (`url`: the resource group's schema_url)."""
+    app_attrs_row(c, &c.T[0])
+    app_w4(c, &c.T[3], rs.dropped)
+    app_list(c, &c.T[4])
+    app_bin(c, &c.T[5], url, url_n)
     if rs.has_svc:
-        app_bin(c, &c.T[4], rs.svc, rs.svc_n)
+        app_bin(c, &c.T[6], rs.svc, rs.svc_n)
     else:
-        app_null(c, &c.T[4])
+        app_null(c, &c.T[6])
 
 
 cdef struct ScopeState:
@@ -311,7 +510,7 @@ cdef struct ScopeState:
 
 cdef int dec_scope(Ctx* c, const uint8_t* p, const uint8_t* end, int depth,
                    ScopeState* ss) noexcept nogil:
-    """One InstrumentationScope payload into templates T[5..8]."""
+    """One InstrumentationScope payload into templates T[7..12]."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t v
@@ -326,7 +525,7 @@ cdef int dec_scope(Ctx* c, const uint8_t* p, const uint8_t* end, int depth,
             if vstr(c, &p, end, &ss.version, &ss.version_n):
                 return c.status
         elif tag == 0x1A:
-            if dec_attr(c, &p, end, depth, &c.T[7]):
+            if dec_attr(c, &p, end, depth, &c.T[9]):
                 return c.status
         elif tag == 0x20:
             if vvar(c, &p, end, &v):
@@ -339,9 +538,9 @@ cdef int dec_scope(Ctx* c, const uint8_t* p, const uint8_t* end, int depth,
 
 cdef inline void app_scope_row(Ctx* c, ScopeState* ss, const uint8_t* url,
                                int64_t url_n) noexcept nogil:
-    """Close the scope template row T[5..9] (`url`: the scope group's schema_url)."""
-    app_bin(c, &c.T[5], ss.name, ss.name_n)
-    app_bin(c, &c.T[6], ss.version, ss.version_n)
-    app_list(c, &c.T[7])
-    app_w4(c, &c.T[8], ss.dropped)
-    app_bin(c, &c.T[9], url, url_n)
+    """Close the scope template row T[7..13] (`url`: the scope group's schema_url)."""
+    app_bin(c, &c.T[7], ss.name, ss.name_n)
+    app_bin(c, &c.T[8], ss.version, ss.version_n)
+    app_attrs_row(c, &c.T[9])
+    app_w4(c, &c.T[12], ss.dropped)
+    app_bin(c, &c.T[13], url, url_n)

@@ -12,6 +12,13 @@ def _spec_nodes(t, out):
         out.append((C_STRUCT, 0, t.num_fields, 0))
         for i in range(t.num_fields):
             _spec_nodes(t.field(i).type, out)
+    elif pa.types.is_map(t):
+        # map<K, V> is laid out as list<struct<key: K, value: V>> (pa.types.is_list is
+        # False for it): two buffers, one child of two fields
+        out.append((C_LIST, 0, 1, 0))
+        out.append((C_STRUCT, 0, 2, 0))
+        _spec_nodes(t.key_type, out)
+        _spec_nodes(t.item_type, out)
     elif pa.types.is_list(t):
         out.append((C_LIST, 0, 1, 0))
         _spec_nodes(t.value_type, out)
@@ -29,31 +36,68 @@ def _type_depth(t):
     """Nesting levels of an Arrow type (a primitive is 1)."""
     if pa.types.is_struct(t):
         return 1 + max((_type_depth(t.field(i).type) for i in range(t.num_fields)), default=0)
+    if pa.types.is_map(t):
+        return 2 + max(_type_depth(t.key_type), _type_depth(t.item_type))
     if pa.types.is_list(t):
         return 1 + _type_depth(t.value_type)
     return 1
 
 
-_COMMON = ["resource_attributes", "resource_dropped_attributes_count", "resource_entity_refs",
-           "resource_schema_url", "service_name", "scope_name", "scope_version",
-           "scope_attributes", "scope_dropped_attributes_count", "scope_schema_url"]
+def _site(name):
+    """An attribute site: the map, its types and its side list, side by side."""
+    return [name, name + "_types", name + "_other"]
+
+
+_COMMON = (_site("resource_attributes") + ["resource_dropped_attributes_count",
+           "resource_entity_refs", "resource_schema_url", "service_name", "scope_name",
+           "scope_version"] + _site("scope_attributes") + ["scope_dropped_attributes_count",
+           "scope_schema_url"])
 _LAYOUT = (
     _COMMON + ["trace_id", "span_id", "trace_state", "parent_span_id", "flags", "name", "kind",
-               "start_time", "end_time", "attributes", "dropped_attributes_count", "events",
-               "dropped_events_count", "links", "dropped_links_count", "status_code",
+               "start_time", "end_time"] + _site("attributes") + ["dropped_attributes_count",
+               "events", "dropped_events_count", "links", "dropped_links_count", "status_code",
                "status_message"],
-    _COMMON + ["metric_name", "metric_description", "metric_unit", "metric_metadata",
-               "metric_type", "aggregation_temporality", "is_monotonic", "attributes",
-               "start_time", "time", "flags", "value_double", "value_int", "count", "sum", "min",
-               "max", "bucket_counts", "explicit_bounds", "scale", "zero_count",
-               "zero_threshold", "positive_offset", "positive_bucket_counts", "negative_offset",
-               "negative_bucket_counts", "quantile_values", "exemplars"],
-    _COMMON + ["time", "observed_time", "severity_number", "severity_text", "body", "attributes",
-               "dropped_attributes_count", "flags", "trace_id", "span_id", "event_name"],
+    _COMMON + ["metric_name", "metric_description", "metric_unit"] + _site("metric_metadata")
+    + ["metric_type", "aggregation_temporality", "is_monotonic"] + _site("attributes")
+    + ["start_time", "time", "flags", "value_double", "value_int", "count", "sum", "min",
+       "max", "bucket_counts", "explicit_bounds", "scale", "zero_count",
+       "zero_threshold", "positive_offset", "positive_bucket_counts", "negative_offset",
+       "negative_bucket_counts", "quantile_values", "exemplars"],
+    _COMMON + ["time", "observed_time", "severity_number", "severity_text", "body", "body_other"]
+    + _site("attributes") + ["dropped_attributes_count", "flags", "trace_id", "span_id",
+                             "event_name"],
 )
+# Inside the structs the decoders write by position too: events, links, exemplars.
+_NESTED = (
+    ("traces", "events", ["time", "name"] + _site("attributes") + ["dropped_attributes_count"]),
+    ("traces", "links", ["trace_id", "span_id", "trace_state"] + _site("attributes")
+     + ["dropped_attributes_count", "flags"]),
+    ("metrics", "exemplars", _site("filtered_attributes") + ["time", "value_double", "value_int",
+                                                            "span_id", "trace_id"]),
+)
+_ATTRS_OTHER = ["index", "key", "value", "key_strindex"]
+
+
+def _check_nested():
+    """The struct fields (and the attribute sites' types) the decoders write by position."""
+    for signal, column, names in _NESTED:
+        t = _schema.schema_for(signal).field(column).type.value_type
+        if [t.field(i).name for i in range(t.num_fields)] != names:
+            raise ImportError(f"otlpd._decoder was written for another {signal} {column} struct")
+    for sig in range(3):
+        for field in _SCHEMAS[sig]:
+            if field.name.endswith("_other") and field.name != "body_other":
+                t = field.type.value_type
+                if ([t.field(i).name for i in range(t.num_fields)] != _ATTRS_OTHER
+                        or t.field(2).type != _schema.ANYVALUE):
+                    raise ImportError(f"otlpd._decoder was written for another {field.name}")
+                base = field.name[:-len("_other")]
+                if not pa.types.is_map(_SCHEMAS[sig].field(base).type):
+                    raise ImportError(f"otlpd._decoder was written for another {base}")
 
 
 def _fill_specs():
+    _check_nested()
     for sig in range(3):
         schema = _SCHEMAS[sig]
         if schema.names != _LAYOUT[sig]:

@@ -1,11 +1,12 @@
-# Logs: LogRecord -> columns 10..20 of the logs schema (the body through dec_any()).
+# Logs: LogRecord -> columns 14..27 of the logs schema (the body through dec_any(): a
+# string body to `body`, any other to `body_other`).
 # Relies on common.pxi and columns.pxi. dec_log() has the shape of every dec_* loop
 # (read a tag, switch on it, vfield() the rest) with its own fields and columns.
 
 # ---------------------------------------------------------------- logs
 
 cdef int dec_log(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noexcept nogil:
-    """One LogRecord -> one row of columns 10..20."""
+    """One LogRecord -> one row of columns 14..27."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t v
@@ -59,26 +60,32 @@ cdef int dec_log(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noexce
             if dec_any(c, s, s + n, depth + 1, &body):
                 return c.status
         elif tag == 0x32:
-            if dec_attr(c, &p, end, depth, &O[15]):
+            if dec_attr(c, &p, end, depth, &O[20]):
                 return c.status
         elif tag == 0x45:
             if vf32(c, &p, end, &flags):
                 return c.status
         elif vfield(c, MT[M_LOG], t0, &p, end, tag, depth):
             return c.status
-    app_w8(c, &O[10], time)
-    app_w8(c, &O[11], observed)
-    app_w4(c, &O[12], <uint32_t>severity)
-    app_bin(c, &O[13], f[0], fl[0])
-    if has_body:
-        app_any(c, &O[14], &body)
+    app_w8(c, &O[14], time)
+    app_w8(c, &O[15], observed)
+    app_w4(c, &O[16], <uint32_t>severity)
+    app_bin(c, &O[17], f[0], fl[0])
+    # body: string (a string body) and body_other: ANYVALUE (any other, even empty)
+    if has_body and body.type == 1:
+        app_bin(c, &O[18], body.s, body.n)
+        app_null(c, &O[19])
+    elif has_body:
+        app_null(c, &O[18])
+        app_any(c, &O[19], &body)
     else:
-        app_null(c, &O[14])
-    app_list(c, &O[15])
-    app_w4(c, &O[16], dropped)
-    app_w4(c, &O[17], flags)
-    app_bin(c, &O[18], f[1], fl[1])
-    app_bin(c, &O[19], f[2], fl[2])
-    app_bin(c, &O[20], f[3], fl[3])
+        app_null(c, &O[18])
+        app_null(c, &O[19])
+    app_attrs_row(c, &O[20])
+    app_w4(c, &O[23], dropped)
+    app_w4(c, &O[24], flags)
+    app_bin(c, &O[25], f[1], fl[1])
+    app_bin(c, &O[26], f[2], fl[2])
+    app_bin(c, &O[27], f[3], fl[3])
     c.rows += 1
     return c.status

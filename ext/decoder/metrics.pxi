@@ -1,15 +1,33 @@
 # Metrics: Metric (its data oneof in three scans), the five data point types and exemplars
-# -> columns 10..37, one row per data point; relies on common.pxi and columns.pxi.
+# -> columns 14..45, one row per data point; relies on common.pxi and columns.pxi.
 # Every dec_* function is one loop over one message's fields: alike because that is the
 # shape of a protobuf parser, apart because each reads other fields into other columns;
 # the fields every point has go through one dec_common_field() and app_point_common().
 
 # ---------------------------------------------------------------- metrics
-# Point columns: 17 attributes, 18 start_time, 19 time, 20 flags, 21 value_double,
-# 22 value_int, 23 count, 24 sum, 25 min, 26 max, 27 bucket_counts,
-# 28 explicit_bounds, 29 scale, 30 zero_count, 31 zero_threshold,
-# 32 positive_offset, 33 positive_bucket_counts, 34 negative_offset,
-# 35 negative_bucket_counts, 36 quantile_values, 37 exemplars.
+# Metric columns (templates): 14 metric_name, 15 metric_description, 16 metric_unit,
+# 17-19 metric_metadata(_types, _other), 20 metric_type, 21 aggregation_temporality,
+# 22 is_monotonic. Point columns: 23-25 attributes(_types, _other), 26 start_time, 27 time,
+# 28 flags, 29 value_double, 30 value_int, 31 count, 32 sum, 33 min, 34 max,
+# 35 bucket_counts, 36 explicit_bounds, 37 scale, 38 zero_count, 39 zero_threshold,
+# 40 positive_offset, 41 positive_bucket_counts, 42 negative_offset,
+# 43 negative_bucket_counts, 44 quantile_values, 45 exemplars.
+
+cdef enum:
+    X_METRIC = 14      # metric_name: the metric's template columns X_METRIC..X_POINT-1
+    X_METADATA = 17
+    X_MTYPE = 20
+    X_POINT = 23       # attributes: the first point column
+    X_START = 26
+    X_VDOUBLE = 29
+    X_COUNT = 31
+    X_SUM = 32         # sum, min, max
+    X_BUCKETS = 35
+    X_BOUNDS = 36
+    X_SCALE = 37
+    X_SIDE = 40        # positive_offset, positive_bucket_counts, negative_...
+    X_QUANTILES = 44
+    X_EXEMPLARS = 45
 
 cdef struct PointCommon:
     uint64_t start
@@ -24,14 +42,15 @@ cdef inline void app_nulls(Ctx* c, int lo, int hi) noexcept nogil:
 
 
 cdef inline void app_point_common(Ctx* c, PointCommon* pc) noexcept nogil:
-    app_list(c, &c.O[17])
-    app_w8(c, &c.O[18], pc.start)
-    app_w8(c, &c.O[19], pc.time)
-    app_w4(c, &c.O[20], pc.flags)
+    app_attrs_row(c, &c.O[X_POINT])
+    app_w8(c, &c.O[X_START], pc.start)
+    app_w8(c, &c.O[X_START + 1], pc.time)
+    app_w4(c, &c.O[X_START + 2], pc.flags)
 
 
 cdef int dec_exemplar(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col* ex) noexcept nogil:
-    """Exemplar -> struct<filtered_attributes, time, value_double, value_int, span_id, trace_id>."""
+    """Exemplar -> struct<filtered_attributes(_types, _other), time, value_double, value_int,
+    span_id, trace_id>."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t time = 0
@@ -64,12 +83,12 @@ cdef int dec_exemplar(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, C
                 return c.status
         elif vfield(c, MT[M_EXEMPLAR], t0, &p, end, tag, depth):
             return c.status
-    app_list(c, &ch[0])
-    app_w8(c, &ch[1], time)
-    app_opt_w8(c, &ch[2], vkind == 1, val)
-    app_opt_w8(c, &ch[3], vkind == 2, val)
-    app_bin(c, &ch[4], span, span_n)
-    app_bin(c, &ch[5], trace, trace_n)
+    app_attrs_row(c, &ch[0])
+    app_w8(c, &ch[3], time)
+    app_opt_w8(c, &ch[4], vkind == 1, val)
+    app_opt_w8(c, &ch[5], vkind == 2, val)
+    app_bin(c, &ch[6], span, span_n)
+    app_bin(c, &ch[7], trace, trace_n)
     app_struct(c, ex)
     return c.status
 
@@ -78,7 +97,7 @@ cdef inline int dec_common_field(Ctx* c, uint32_t tag, const uint8_t** pp, const
                                  int depth, PointCommon* pc, uint32_t attrs_tag) noexcept nogil:
     """Fields shared by all points: 1 if `tag` was one of them, 0 if not, <0 on error."""
     if tag == attrs_tag:
-        return 1 if dec_attr(c, pp, end, depth, &c.O[17]) == 0 else -1
+        return 1 if dec_attr(c, pp, end, depth, &c.O[X_POINT]) == 0 else -1
     if tag == 0x11:
         return 1 if vf64(c, pp, end, &pc.start) == 0 else -1
     if tag == 0x19:
@@ -111,7 +130,8 @@ cdef int dec_number_point(Ctx* c, const uint8_t* p, const uint8_t* end, int dept
                 return c.status
             vkind = 1 if tag == 0x21 else 2
         elif tag == 0x2A:
-            if vlen(c, &p, end, &s, &n) or dec_exemplar(c, s, s + n, depth + 1, &c.O[37].children[0]):
+            if vlen(c, &p, end, &s, &n) or dec_exemplar(c, s, s + n, depth + 1,
+                                                           &c.O[X_EXEMPLARS].children[0]):
                 return c.status
         elif tag == 0x40:
             if vvar(c, &p, end, &v):
@@ -120,10 +140,10 @@ cdef int dec_number_point(Ctx* c, const uint8_t* p, const uint8_t* end, int dept
         elif vfield(c, MT[M_NDP], t0, &p, end, tag, depth):
             return c.status
     app_point_common(c, &pc)
-    app_opt_w8(c, &c.O[21], vkind == 1, val)
-    app_opt_w8(c, &c.O[22], vkind == 2, val)
-    app_nulls(c, 23, 37)
-    app_list(c, &c.O[37])
+    app_opt_w8(c, &c.O[X_VDOUBLE], vkind == 1, val)
+    app_opt_w8(c, &c.O[X_VDOUBLE + 1], vkind == 2, val)
+    app_nulls(c, X_COUNT, X_EXEMPLARS)
+    app_list(c, &c.O[X_EXEMPLARS])
     c.rows += 1
     return c.status
 
@@ -139,8 +159,8 @@ cdef int dec_histogram_point(Ctx* c, const uint8_t* p, const uint8_t* end, int d
     cdef uint64_t opt[3]      # sum, min, max
     cdef bint has[3]
     cdef int r, i
-    cdef Col* bc = &c.O[27].children[0]
-    cdef Col* eb = &c.O[28].children[0]
+    cdef Col* bc = &c.O[X_BUCKETS].children[0]
+    cdef Col* eb = &c.O[X_BOUNDS].children[0]
     memset(&pc, 0, sizeof(PointCommon))
     for i in range(3):
         opt[i] = 0
@@ -175,7 +195,8 @@ cdef int dec_histogram_point(Ctx* c, const uint8_t* p, const uint8_t* end, int d
                 memcpy(&v, s + k, 8)
                 app_w8(c, bc if tag == 0x32 else eb, v)
         elif tag == 0x42:
-            if vlen(c, &p, end, &s, &n) or dec_exemplar(c, s, s + n, depth + 1, &c.O[37].children[0]):
+            if vlen(c, &p, end, &s, &n) or dec_exemplar(c, s, s + n, depth + 1,
+                                                           &c.O[X_EXEMPLARS].children[0]):
                 return c.status
         elif tag == 0x50:
             if vvar(c, &p, end, &v):
@@ -184,14 +205,14 @@ cdef int dec_histogram_point(Ctx* c, const uint8_t* p, const uint8_t* end, int d
         elif vfield(c, MT[M_HDP], t0, &p, end, tag, depth):
             return c.status
     app_point_common(c, &pc)
-    app_nulls(c, 21, 23)
-    app_w8(c, &c.O[23], count)
+    app_nulls(c, X_VDOUBLE, X_COUNT)
+    app_w8(c, &c.O[X_COUNT], count)
     for i in range(3):
-        app_opt_w8(c, &c.O[24 + i], has[i], opt[i])
-    app_list(c, &c.O[27])
-    app_list(c, &c.O[28])
-    app_nulls(c, 29, 37)
-    app_list(c, &c.O[37])
+        app_opt_w8(c, &c.O[X_SUM + i], has[i], opt[i])
+    app_list(c, &c.O[X_BUCKETS])
+    app_list(c, &c.O[X_BOUNDS])
+    app_nulls(c, X_SCALE, X_EXEMPLARS)
+    app_list(c, &c.O[X_EXEMPLARS])
     c.rows += 1
     return c.status
 
@@ -289,35 +310,37 @@ cdef int dec_exponential_point(Ctx* c, const uint8_t* p, const uint8_t* end, int
                 return c.status
             i = 0 if tag == 0x42 else 1
             has_side[i] = True
-            if dec_buckets(c, s, s + n, depth + 1, &c.O[33 + 2 * i].children[0], &side_offset[i]):
+            if dec_buckets(c, s, s + n, depth + 1, &c.O[X_SIDE + 1 + 2 * i].children[0],
+                           &side_offset[i]):
                 return c.status
         elif tag == 0x50:
             if vvar(c, &p, end, &v):
                 return c.status
             pc.flags = <uint32_t>v
         elif tag == 0x5A:
-            if vlen(c, &p, end, &s, &n) or dec_exemplar(c, s, s + n, depth + 1, &c.O[37].children[0]):
+            if vlen(c, &p, end, &s, &n) or dec_exemplar(c, s, s + n, depth + 1,
+                                                           &c.O[X_EXEMPLARS].children[0]):
                 return c.status
         elif vfield(c, MT[M_EHDP], t0, &p, end, tag, depth):
             return c.status
     app_point_common(c, &pc)
-    app_nulls(c, 21, 23)
-    app_w8(c, &c.O[23], count)
+    app_nulls(c, X_VDOUBLE, X_COUNT)
+    app_w8(c, &c.O[X_COUNT], count)
     for i in range(3):
-        app_opt_w8(c, &c.O[24 + i], has[i], opt[i])
-    app_nulls(c, 27, 29)
-    app_w4(c, &c.O[29], <uint32_t>scale)
-    app_w8(c, &c.O[30], zero_count)
-    app_w8(c, &c.O[31], zero_threshold)
+        app_opt_w8(c, &c.O[X_SUM + i], has[i], opt[i])
+    app_nulls(c, X_BUCKETS, X_SCALE)
+    app_w4(c, &c.O[X_SCALE], <uint32_t>scale)
+    app_w8(c, &c.O[X_SCALE + 1], zero_count)
+    app_w8(c, &c.O[X_SCALE + 2], zero_threshold)
     for i in range(2):
         if has_side[i]:
-            app_w4(c, &c.O[32 + 2 * i], <uint32_t>side_offset[i])
-            app_list(c, &c.O[33 + 2 * i])
+            app_w4(c, &c.O[X_SIDE + 2 * i], <uint32_t>side_offset[i])
+            app_list(c, &c.O[X_SIDE + 1 + 2 * i])
         else:
-            app_null(c, &c.O[32 + 2 * i])
-            app_null(c, &c.O[33 + 2 * i])
-    app_null(c, &c.O[36])
-    app_list(c, &c.O[37])
+            app_null(c, &c.O[X_SIDE + 2 * i])
+            app_null(c, &c.O[X_SIDE + 1 + 2 * i])
+    app_null(c, &c.O[X_QUANTILES])
+    app_list(c, &c.O[X_EXEMPLARS])
     c.rows += 1
     return c.status
 
@@ -335,7 +358,7 @@ cdef int dec_summary_point(Ctx* c, const uint8_t* p, const uint8_t* end, int dep
     cdef uint64_t total = 0
     cdef uint64_t qv[2]
     cdef int r
-    cdef Col* vq = &c.O[36].children[0]
+    cdef Col* vq = &c.O[X_QUANTILES].children[0]
     memset(&pc, 0, sizeof(PointCommon))
     while p < end:
         t0 = p
@@ -378,12 +401,12 @@ cdef int dec_summary_point(Ctx* c, const uint8_t* p, const uint8_t* end, int dep
         elif vfield(c, MT[M_SDP], t0, &p, end, tag, depth):
             return c.status
     app_point_common(c, &pc)
-    app_nulls(c, 21, 23)
-    app_w8(c, &c.O[23], count)
-    app_w8(c, &c.O[24], total)
-    app_nulls(c, 25, 36)
-    app_list(c, &c.O[36])
-    app_null(c, &c.O[37])
+    app_nulls(c, X_VDOUBLE, X_COUNT)
+    app_w8(c, &c.O[X_COUNT], count)
+    app_w8(c, &c.O[X_SUM], total)
+    app_nulls(c, X_SUM + 1, X_QUANTILES)
+    app_list(c, &c.O[X_QUANTILES])
+    app_null(c, &c.O[X_EXEMPLARS])
     c.rows += 1
     return c.status
 
@@ -417,7 +440,7 @@ cdef const char* metric_type_name(uint32_t member) noexcept nogil:
 
 
 cdef int dec_metric(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noexcept nogil:
-    """One Metric -> one row per data point (head columns 10..16 replicated)."""
+    """One Metric -> one row per data point (head columns 14..22 replicated)."""
     cdef const uint8_t* t0
     cdef uint32_t tag, fn
     cdef uint64_t v
@@ -435,7 +458,7 @@ cdef int dec_metric(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noe
     cdef int64_t rows0
     cdef const char* tname
     cdef int i, r, dmt
-    for i in range(10, 17):
+    for i in range(X_METRIC, X_POINT):
         col_reset(&c.T[i])
     for i in range(4):
         f[i] = NULL
@@ -452,7 +475,7 @@ cdef int dec_metric(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noe
             if vstr(c, &q, end, &f[fn], &fl[fn]):
                 return c.status
         elif tag == 0x62:
-            if dec_attr(c, &q, end, depth, &c.T[13]):
+            if dec_attr(c, &q, end, depth, &c.T[X_METADATA]):
                 return c.status
         elif (tag & 7) == 2 and is_data_member(fn):
             if member != fn:
@@ -520,17 +543,17 @@ cdef int dec_metric(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noe
             elif vfield(c, dmt, t0, &s, qe, tag, depth + 1):
                 return c.status
     for i in range(3):
-        app_bin(c, &c.T[10 + i], f[i + 1], fl[i + 1])
-    app_list(c, &c.T[13])
+        app_bin(c, &c.T[X_METRIC + i], f[i + 1], fl[i + 1])
+    app_attrs_row(c, &c.T[X_METADATA])
     tname = metric_type_name(member)
-    app_bin(c, &c.T[14], <const uint8_t*>tname, <int64_t>strlen(tname))
+    app_bin(c, &c.T[X_MTYPE], <const uint8_t*>tname, <int64_t>strlen(tname))
     if member == 7 or member == 9 or member == 10:
-        app_w4(c, &c.T[15], <uint32_t>temporality)
+        app_w4(c, &c.T[X_MTYPE + 1], <uint32_t>temporality)
     else:
-        app_null(c, &c.T[15])
+        app_null(c, &c.T[X_MTYPE + 1])
     if member == 7:
-        app_bool(c, &c.T[16], monotonic)
+        app_bool(c, &c.T[X_MTYPE + 2], monotonic)
     else:
-        app_null(c, &c.T[16])
-    replicate(c, 10, 17, c.rows - rows0)
+        app_null(c, &c.T[X_MTYPE + 2])
+    replicate(c, X_METRIC, X_POINT, c.rows - rows0)
     return c.status

@@ -30,12 +30,12 @@ cdef int dec_group_head(Ctx* c, int sig, int level, const uint8_t* p, const uint
     cdef ScopeState ss
     cdef const uint8_t* url = NULL
     cdef int64_t url_n = 0
-    cdef int lo = 0 if level == G_RESOURCE else 5   # the head's template columns lo..lo+4
+    cdef int lo = 0 if level == G_RESOURCE else 7   # the head's template columns lo..lo+6
     cdef int mt = MT[(M_RGROUP if level == G_RESOURCE else M_SGROUP) + sig]
     cdef int i, r
     memset(&rs, 0, sizeof(ResState))
     memset(&ss, 0, sizeof(ScopeState))
-    for i in range(lo, lo + 5):
+    for i in range(lo, lo + 7):
         col_reset(&c.T[i])
     q = p
     while q < end:
@@ -95,7 +95,7 @@ cdef int dec_scope_group(Ctx* c, int sig, const uint8_t* p, const uint8_t* end, 
                 return c.status
         elif skip_field(&q, end, tag, 0):
             return d_fail(c, q)
-    replicate(c, 0, 10, c.rows - rows0)
+    replicate(c, 0, 14, c.rows - rows0)
     return c.status
 
 

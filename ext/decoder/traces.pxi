@@ -1,5 +1,5 @@
-# Traces: Span (with Status), Span.Event and Span.Link -> columns 10..26 of the traces
-# schema. Relies on common.pxi (dec_attr) and columns.pxi.
+# Traces: Span (with Status), Span.Event and Span.Link -> columns 14..32 of the traces
+# schema. Relies on common.pxi (dec_attr, app_attrs_row) and columns.pxi.
 # Every dec_* function here is one loop over one message's fields (read a tag, switch
 # on it, vfield() the rest): the loops look alike because that is the shape of a
 # protobuf parser, but each reads other fields into other columns, so they stay apart.
@@ -7,7 +7,7 @@
 # ---------------------------------------------------------------- traces
 
 cdef int dec_event(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col* ev) noexcept nogil:
-    """Span.Event -> struct<time, name, attributes, dropped_attributes_count>."""
+    """Span.Event -> struct<time, name, attributes(_types, _other), dropped_attributes_count>."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t v
@@ -37,14 +37,15 @@ cdef int dec_event(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col*
             return c.status
     app_w8(c, &ch[0], time)
     app_bin(c, &ch[1], name, name_n)
-    app_list(c, &ch[2])
-    app_w4(c, &ch[3], dropped)
+    app_attrs_row(c, &ch[2])
+    app_w4(c, &ch[5], dropped)
     app_struct(c, ev)
     return c.status
 
 
 cdef int dec_link(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col* lk) noexcept nogil:
-    """Span.Link -> struct<trace_id, span_id, trace_state, attributes, dropped, flags>."""
+    """Span.Link -> struct<trace_id, span_id, trace_state, attributes(_types, _other),
+    dropped, flags>."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t v
@@ -82,15 +83,15 @@ cdef int dec_link(Ctx* c, const uint8_t* p, const uint8_t* end, int depth, Col* 
             return c.status
     for i in range(3):
         app_bin(c, &ch[i], f[i], fn[i])
-    app_list(c, &ch[3])
-    app_w4(c, &ch[4], dropped)
-    app_w4(c, &ch[5], flags)
+    app_attrs_row(c, &ch[3])
+    app_w4(c, &ch[6], dropped)
+    app_w4(c, &ch[7], flags)
     app_struct(c, lk)
     return c.status
 
 
 cdef int dec_span(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noexcept nogil:
-    """One Span -> one row of columns 10..26."""
+    """One Span -> one row of columns 14..32."""
     cdef const uint8_t* t0
     cdef uint32_t tag
     cdef uint64_t v
@@ -147,13 +148,13 @@ cdef int dec_span(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noexc
             if vf64(c, &p, end, &stop):
                 return c.status
         elif tag == 0x4A:
-            if dec_attr(c, &p, end, depth, &O[19]):
+            if dec_attr(c, &p, end, depth, &O[23]):
                 return c.status
         elif tag == 0x5A:
-            if vlen(c, &p, end, &s, &n) or dec_event(c, s, s + n, depth + 1, &O[21].children[0]):
+            if vlen(c, &p, end, &s, &n) or dec_event(c, s, s + n, depth + 1, &O[27].children[0]):
                 return c.status
         elif tag == 0x6A:
-            if vlen(c, &p, end, &s, &n) or dec_link(c, s, s + n, depth + 1, &O[23].children[0]):
+            if vlen(c, &p, end, &s, &n) or dec_link(c, s, s + n, depth + 1, &O[29].children[0]):
                 return c.status
         elif tag == 0x7A:  # status: parsed into the same state (messages merge)
             if vlen(c, &p, end, &s, &n):
@@ -179,26 +180,26 @@ cdef int dec_span(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noexc
                 return c.status
         elif vfield(c, MT[M_SPAN], t0, &p, end, tag, depth):
             return c.status
-    app_bin(c, &O[10], f[1], fl[1])
-    app_bin(c, &O[11], f[2], fl[2])
-    app_bin(c, &O[12], f[3], fl[3])
-    app_bin(c, &O[13], f[4], fl[4])
-    app_w4(c, &O[14], flags)
-    app_bin(c, &O[15], f[5], fl[5])
-    app_w4(c, &O[16], <uint32_t>kind)
-    app_w8(c, &O[17], start)
-    app_w8(c, &O[18], stop)
-    app_list(c, &O[19])
-    app_w4(c, &O[20], dropped_attrs)
-    app_list(c, &O[21])
-    app_w4(c, &O[22], dropped_events)
-    app_list(c, &O[23])
-    app_w4(c, &O[24], dropped_links)
+    app_bin(c, &O[14], f[1], fl[1])
+    app_bin(c, &O[15], f[2], fl[2])
+    app_bin(c, &O[16], f[3], fl[3])
+    app_bin(c, &O[17], f[4], fl[4])
+    app_w4(c, &O[18], flags)
+    app_bin(c, &O[19], f[5], fl[5])
+    app_w4(c, &O[20], <uint32_t>kind)
+    app_w8(c, &O[21], start)
+    app_w8(c, &O[22], stop)
+    app_attrs_row(c, &O[23])
+    app_w4(c, &O[26], dropped_attrs)
+    app_list(c, &O[27])
+    app_w4(c, &O[28], dropped_events)
+    app_list(c, &O[29])
+    app_w4(c, &O[30], dropped_links)
     if has_status:
-        app_w4(c, &O[25], <uint32_t>status_code)
-        app_bin(c, &O[26], status_msg, status_msg_n)
+        app_w4(c, &O[31], <uint32_t>status_code)
+        app_bin(c, &O[32], status_msg, status_msg_n)
     else:
-        app_null(c, &O[25])
-        app_null(c, &O[26])
+        app_null(c, &O[31])
+        app_null(c, &O[32])
     c.rows += 1
     return c.status
