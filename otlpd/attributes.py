@@ -1,11 +1,11 @@
-"""The lean attribute form (the layout change of the lean-layout issue): a query-friendly
-``map<string, string>`` for every attribute a text value can carry exactly, and a sparse side
-list for the rest, together lossless.
+"""How schema version 2 stores attributes: a query-friendly ``map<string, string>`` for every
+attribute a text value can carry exactly, and a sparse side list for the rest, together
+lossless (docs/SCHEMA.md, "Attributes").
 
-This module is the reference (pure Python) of that form. It is not yet what the daemon
-writes: the Cython decoder, the writer and ``schema.to_request`` switch to it together, with
-resource and scope stored once per file (docs/SCHEMA.md will describe the columns then). Its
-rules are fixed here so that the native decoder can be held to them:
+This module is the reference of that form: ``otlpd.schema`` builds rows in the v1 form and
+converts them with :func:`to_lean` (and back with :func:`from_lean` in ``to_request``); the
+Cython decoder (``ext/decoder/common.pxi``, ``app_attr``) follows the same rules and the tests
+hold it to them:
 
 ``attributes: map<string, string>``
     One entry per KeyValue, in their order, whose value is a string, a bool (``true`` /

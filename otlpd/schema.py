@@ -792,6 +792,10 @@ def to_request(signal: str, table: pa.Table | pa.RecordBatch):
     metrics by metric identity, all in first-appearance order; service_name is ignored.
     """
     schema = schema_for(signal)
+    version = (table.schema.metadata or {}).get(b"otlpd.schema_version")
+    if version is not None and version.decode() != SCHEMA_VERSION:
+        raise ValueError(f"{signal} rows of otlpd schema version {version.decode()}, "
+                         f"this otlpd reads version {SCHEMA_VERSION}")
     (request_type, resources_field, resource_type, scopes_field, scope_type, records_field,
      to_records) = _REBUILD[signal]  # fmt: skip
     if isinstance(table, pa.RecordBatch):

@@ -385,6 +385,15 @@ def test_to_request_keeps_resources_that_differ_only_in_zero_sign():
     assert records_multiset("logs", rebuilt) == records_multiset("logs", request)
 
 
+def test_files_carry_the_schema_version_and_to_request_checks_it():
+    batch = DECODERS["traces"](realistic_traces().SerializeToString())
+    table = pa.ipc.open_file(pa.BufferReader(ipc_bytes(batch))).read_all()
+    assert table.schema.metadata[b"otlpd.schema_version"] == schema.SCHEMA_VERSION.encode() == b"2"
+    older = table.replace_schema_metadata({"otlpd.schema_version": "1"})
+    with pytest.raises(ValueError, match="schema version 1, this otlpd reads version 2"):
+        to_request("traces", older)
+
+
 def test_to_request_ignores_service_name_and_extra_columns():
     batch = DECODERS["traces"](realistic_traces().SerializeToString())
     table = pa.Table.from_batches([batch])
