@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_openapi3 import Info, OpenAPI
