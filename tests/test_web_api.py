@@ -15,6 +15,7 @@ from otlp_client import logs_request, metrics_request, trace_request
 from otlpd.web import Extension
 from otlpd.web.health import health
 from otlpd.web.security import CONTENT_SECURITY_POLICY
+from otlpd.web.summary import summarize
 from web_stack import Stack
 
 TOKEN = "s3cret-token-value"
@@ -328,7 +329,7 @@ def test_health_from_a_snapshot_with_a_failed_writer_and_a_full_buffer():
         "logs": {"receiver": {"rejected_buffer_full_requests": 3}, "writer": {"running": True}},
         "metrics": {"receiver": {"rejected_invalid_requests": 2}, "writer": {"running": False}},
     }}
-    result = health(snapshot, {"logs": {"buffer_full": 3}, "metrics": {"invalid": 2}}, serving=True)
+    result = health(summarize(snapshot), {"logs": {"buffer_full": 3}, "metrics": {"invalid": 2}}, serving=True)
     assert result["status"] == "degraded" and not result["ready"]
     assert "traces writer: write failed: [Errno 28] No space left on device" in result["reasons"]
     assert "metrics writer is not running" in result["reasons"]

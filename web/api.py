@@ -32,14 +32,15 @@ api = APIBlueprint("api", __name__, url_prefix="/api/v1", abp_responses=errors(4
 def status_body() -> dict:
     ctx = context()
     snapshot = ctx.source.snapshot()
+    summary = summarize(snapshot)
     return {
         "time": snapshot.get("time", time.time()),
         "uptime_seconds": snapshot.get("uptime_seconds", 0.0),
         "version": ctx.source.version,
         "grpc_endpoint": ctx.source.grpc_endpoint,
         "dashboard_url": ctx.source.dashboard_url,
-        "health": ctx.health(),
-        "summary": summarize(snapshot),
+        "health": ctx.health(summary),
+        "summary": summary,
         **{key: value for key, value in snapshot.items() if key not in ("time", "uptime_seconds")},
     }
 

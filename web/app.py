@@ -16,6 +16,7 @@ from otlpd.web.data import StoredData
 from otlpd.web.health import health
 from otlpd.web.history import History
 from otlpd.web.models import ErrorBody
+from otlpd.web.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,12 @@ class WebContext:
     admin_token: str
     extensions: list[Extension]
 
-    def health(self) -> dict[str, Any]:
-        return health(self.source.snapshot(), self.history.rejecting(),
-                      serving=self.source.grpc_endpoint is not None)
+    def health(self, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Health from ``summary`` (of the snapshot the caller already holds), or from a new
+        snapshot's."""
+        if summary is None:
+            summary = summarize(self.source.snapshot())
+        return health(summary, self.history.rejecting(), serving=self.source.grpc_endpoint is not None)
 
     @property
     def nav(self) -> list[tuple[str, str]]:

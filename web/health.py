@@ -1,14 +1,14 @@
-"""Healthy or degraded (the banner) and ready or not (``/readyz``), from one snapshot."""
+"""Healthy or degraded (the banner) and ready or not (``/readyz``), from one snapshot's summary."""
 from __future__ import annotations
 
 from typing import Any
 
 from otlpd import schema
-from otlpd.web.summary import summarize
 
 
-def health(snapshot: dict[str, Any], rejecting: dict[str, dict[str, int]], serving: bool) -> dict[str, Any]:
-    """``{"status": "healthy" | "degraded", "ready": bool, "reasons": [...]}``.
+def health(summary: dict[str, dict[str, Any]], rejecting: dict[str, dict[str, int]], serving: bool) -> dict[str, Any]:
+    """``{"status": "healthy" | "degraded", "ready": bool, "reasons": [...]}`` from a
+    snapshot's :func:`~otlpd.web.summary.summarize`.
 
     Degraded: a writer failed its last write or stopped, a signal refused requests in
     the last seconds (``rejecting``), or the receiver is not serving. Not ready: the
@@ -20,7 +20,6 @@ def health(snapshot: dict[str, Any], rejecting: dict[str, dict[str, int]], servi
     if not serving:
         reasons.append("the OTLP receiver is not serving")
         unready.append(reasons[-1])
-    summary = summarize(snapshot)
     for signal in schema.SIGNALS:
         item = summary[signal]
         for error in item["writer_errors"]:

@@ -48,7 +48,7 @@ class StatusCollector:
         uptime.add_metric([], snapshot.get("uptime_seconds", 0.0))
         yield uptime
         ready = GaugeMetricFamily("otlpd_ready", "1 when /readyz answers 200")
-        ready.add_metric([], 1.0 if self._ctx.health()["ready"] else 0.0)
+        ready.add_metric([], 1.0 if self._ctx.health(summary)["ready"] else 0.0)
         yield ready
         for key, name, text in COUNTERS:
             family = CounterMetricFamily(name, text, labels=["signal"])
