@@ -125,17 +125,13 @@ def create_app(source, admin_token: str = "", extensions: list[Extension] | tupl
     return app
 
 
-def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics")
-
-
 def _install_errors(app) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         description = error.description or error.name
         if error.code == 413:
             description = f"the body is too large: at most {MAX_BODY_BYTES} bytes"
-        if wants_json():
+        if security.is_api_request():
             response = jsonify(error=description)
         else:
             from flask import render_template

@@ -31,6 +31,11 @@ def token_matches(header: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def is_api_request() -> bool:
+    """The REST API and the probes (JSON errors, no caching), as opposed to the pages."""
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics")
+
+
 def hostname(host: str) -> str:
     """``127.0.0.1:8317`` -> ``127.0.0.1``, ``[::1]:8317`` -> ``[::1]``, ``localhost`` -> ``localhost``."""
     if host.startswith("["):
@@ -66,6 +71,6 @@ def install(app, admin_token: str, allowed_hosts: set[str] | None) -> None:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
-        if request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics"):
+        if is_api_request():
             response.headers["Cache-Control"] = "no-store"
         return response
