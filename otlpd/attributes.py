@@ -29,6 +29,7 @@ values, :func:`join` back; ``join(*split(a)) == a`` for every attribute list.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -56,6 +57,8 @@ OTHER = pa.list_(pa.struct([
 ]))
 
 STRING, BOOL, INT, DOUBLE = 1, 2, 3, 4
+# AnyValue type -> the ANYVALUE member holding it (type 0, none set, has none)
+_MEMBER = {STRING: "str", BOOL: "bool", INT: "int", DOUBLE: "double", 5: "bytes", 6: "bytes", 7: "bytes", 8: "int"}
 # Only the first MAP_LIMIT KeyValues of a list may go to the map: finding an earlier equal key
 # costs up to MAP_LIMIT comparisons a KeyValue, so a hostile list of a million keys stays
 # linear. OpenTelemetry SDKs keep at most 128 attributes by default.
@@ -109,7 +112,7 @@ def value_text(value: dict | None) -> tuple[int, str] | None:
     if value is None:
         return None
     kind = value.get("type")
-    member = {STRING: "str", BOOL: "bool", INT: "int", DOUBLE: "double"}.get(kind)
+    member = _MEMBER.get(kind) if kind in (STRING, BOOL, INT, DOUBLE) else None
     if member is None or value.get(member) is None:
         return None  # not a kind text can carry (or a member missing: keep it as it is)
     if kind == STRING:
@@ -178,9 +181,9 @@ def _value_dict(value: dict | None) -> dict | None:
     form (only the member its type selects)."""
     if value is None:
         return None
-    member = {1: "str", 2: "bool", 3: "int", 4: "double", 5: "bytes", 6: "bytes", 7: "bytes", 8: "int"}
     kind = value["type"]
-    return {"type": kind} if kind not in member else {"type": kind, member[kind]: value.get(member[kind])}
+    member = _MEMBER.get(kind)
+    return {"type": kind} if member is None else {"type": kind, member: value.get(member)}
 
 
 def split_column(column: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
@@ -200,10 +203,6 @@ def split_column(column: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
 
 
 # --------------------------------------------------------------------------- whole rows
-
-def _is_attrs(field: pa.Field, v1_attrs: pa.DataType) -> bool:
-    return field.type == v1_attrs
-
 
 def lean_fields(fields, v1_attrs: pa.DataType, anyvalue: pa.DataType) -> list[pa.Field]:
     """The lean layout's fields for today's ``fields``: each attribute list becomes
@@ -229,6 +228,12 @@ def _lean_type(t: pa.DataType, v1_attrs, anyvalue) -> pa.DataType:
     return t
 
 
+@functools.lru_cache(maxsize=None)
+def _lean_names(t: pa.DataType, v1_attrs, anyvalue) -> tuple[str, ...]:
+    """The field names of struct type ``t`` in the lean layout (a few struct types in all)."""
+    return tuple(f.name for f in lean_fields([t.field(i) for i in range(t.num_fields)], v1_attrs, anyvalue))
+
+
 def to_lean(fields, values, v1_attrs: pa.DataType, anyvalue: pa.DataType) -> list:
     """One row (or struct) of today's ``fields`` as the values of :func:`lean_fields`, in order.
 
@@ -249,10 +254,9 @@ def _lean_value(t: pa.DataType, value, v1_attrs, anyvalue):
     if value is None or t == anyvalue:
         return value
     if pa.types.is_struct(t):
-        names = [t.field(i).name for i in range(t.num_fields)]
         fields = [t.field(i) for i in range(t.num_fields)]
-        lean = lean_fields(fields, v1_attrs, anyvalue)
-        return dict(zip((f.name for f in lean), to_lean(fields, [value.get(n) for n in names], v1_attrs, anyvalue)))
+        values = to_lean(fields, [value.get(f.name) for f in fields], v1_attrs, anyvalue)
+        return dict(zip(_lean_names(t, v1_attrs, anyvalue), values))
     if pa.types.is_list(t):
         return [_lean_value(t.value_type, item, v1_attrs, anyvalue) for item in value]
     return value

@@ -210,9 +210,6 @@ SETTINGS: tuple[Setting, ...] = (
             "most stored rows one data query reads", _positive),
 )
 
-# Settings whose values are never printed (errors, --help, status).
-SECRET_KEYS = frozenset({"dashboard.admin_token"})
-
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 

@@ -79,10 +79,6 @@ def canonical_bytes(values: Iterable[Any]) -> bytes:
     return bytes(out)
 
 
-def source_id(values: Iterable[Any]) -> int:
-    return fnv1a64(canonical_bytes(values))
-
-
 def split(table: pa.Table | pa.RecordBatch) -> tuple[pa.Table, pa.Table, int]:
     """(rows without the resource/scope columns but with ``source_id``, the sources table,
     collisions resolved) for a table of today's layout."""
