@@ -51,7 +51,7 @@ def get_status():
     return jsonify(status_body())
 
 
-@api.get("/history", tags=[STATE], responses={200: HistoryBody, **errors(400)},
+@api.get("/history", tags=[STATE], responses={200: HistoryBody},
          summary="Per-second rates of received, written and rejected items over the last minutes")
 def get_history(query: HistoryQuery):
     return jsonify(context().history.rates(query.seconds))
@@ -74,7 +74,7 @@ def _in_progress(writer: dict, now: float, settings: dict) -> dict | None:
     }
 
 
-@api.get("/rotation", tags=[FILES], responses={200: RotationBody, **errors(400)},
+@api.get("/rotation", tags=[FILES], responses={200: RotationBody},
          summary="Per signal: the files in progress, the recent completed files, disk use and retention")
 def get_rotation(query: RotationQuery):
     ctx = context()
@@ -104,7 +104,7 @@ def get_rotation(query: RotationQuery):
 
 
 @api.post("/rotation", tags=[FILES], security=[{"bearer": []}],
-          responses={200: RotateResult, **errors(400, 401, 413, 415, 503)},
+          responses={200: RotateResult, **errors(401, 413, 415, 503)},
           summary="Complete the file in progress of one signal ({\"signal\": \"traces\"}) or of all ({})")
 def post_rotation(body: RotateRequest):
     try:
@@ -122,14 +122,14 @@ def get_services():
     return jsonify(services=context().data.services())
 
 
-@api.get("/spans", tags=[DATA], responses={200: SpansBody, **errors(400)},
+@api.get("/spans", tags=[DATA], responses={200: SpansBody},
          summary="The most recent stored spans, newest first")
 def get_spans(query: SpansQuery):
     return jsonify(context().data.spans(service=query.service or None, name=query.name or None,
                                         limit=query.limit))
 
 
-@api.get("/traces/<trace_id>", tags=[DATA], responses={200: TraceBody, **errors(400, 404)},
+@api.get("/traces/<trace_id>", tags=[DATA], responses={200: TraceBody, **errors(404)},
          summary="Every stored span of one trace, parents before their children (a waterfall)")
 def get_trace(path: TracePath):
     found = context().data.trace(bytes.fromhex(path.trace_id))
@@ -138,7 +138,7 @@ def get_trace(path: TracePath):
     return jsonify(found)
 
 
-@api.get("/logs", tags=[DATA], responses={200: LogsBody, **errors(400)},
+@api.get("/logs", tags=[DATA], responses={200: LogsBody},
          summary="The most recent stored log records, newest first")
 def get_logs(query: LogsQuery):
     return jsonify(context().data.logs(severity_min=query.severity_min, limit=query.limit))
@@ -150,7 +150,7 @@ def get_metrics():
     return jsonify(context().data.metric_names())
 
 
-@api.get("/metrics/<path:name>", tags=[DATA], responses={200: MetricPointsBody, **errors(400, 404)},
+@api.get("/metrics/<path:name>", tags=[DATA], responses={200: MetricPointsBody, **errors(404)},
          summary="Points of one metric, oldest first")
 def get_metric(path: MetricPath, query: MetricQuery):
     since = None

@@ -5,7 +5,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, render_template, request
 from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -134,7 +134,6 @@ def _install_errors(app) -> None:
         if security.is_api_request():
             response = jsonify(error=description)
         else:
-            from flask import render_template
             response = current_app.make_response(
                 render_template("error.html", code=error.code, name=error.name,
                                 description=description))
