@@ -1,4 +1,5 @@
-"""An otlpd daemon in a subprocess on a free loopback port, for end-to-end tests."""
+"""otlpd daemons for tests: in a subprocess (DaemonProcess) or in this process (start_daemon),
+on a free loopback port."""
 from __future__ import annotations
 
 import os
@@ -91,3 +92,15 @@ class DaemonProcess:
     def __exit__(self, *exc) -> None:
         if self.process.poll() is None:
             self.kill()
+
+
+def start_daemon(tmp_path: Path, buffer_cls=None, **settings: str):
+    """A started :class:`~otlpd.daemon.Daemon` in this process (no fsync), writing under tmp_path/data."""
+    from otlpd.config import resolve
+    from otlpd.daemon import Daemon
+
+    flags = {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path / "data"),
+             "writer.fsync": "false", **settings}
+    daemon = Daemon(resolve({}, {}, flags), **({"buffer_factory": buffer_cls} if buffer_cls else {}))
+    daemon.start()
+    return daemon

@@ -10,20 +10,13 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from daemon_process import start_daemon
 from otlp_client import REQUEST_BUILDERS, export, trace_request
 from otlpd.config import resolve
 from otlpd.daemon import Daemon
 from otlpd.decode import DECODERS, IMPLEMENTATION
 from otlpd.receiver import SERVICES, Intake, Receiver, build_server
 from otlpd.status import Counters
-
-
-def start_daemon(tmp_path, buffer_cls=None, **settings):
-    flags = {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path / "data"),
-             "writer.fsync": "false", **settings}
-    daemon = Daemon(resolve({}, {}, flags), **({"buffer_factory": buffer_cls} if buffer_cls else {}))
-    daemon.start()
-    return daemon
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ import time
 
 import grpc
 
+from daemon_process import start_daemon
 from otlp_client import export
-from otlpd.config import resolve
-from otlpd.daemon import Daemon
 from otlpd.web import create_app
 from otlpd.web.source import Source
 
@@ -16,11 +15,8 @@ class Stack:
     """A started :class:`Daemon` on a free port, its :class:`Source` and a Flask app over it."""
 
     def __init__(self, tmp_path, admin_token: str = "", allowed_hosts=None, extensions=(), **settings):
-        flags = {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path / "data"),
-                 "writer.fsync": "false", "writer.write_interval": "100ms", **settings}
-        self.config = resolve({}, {}, flags)
-        self.daemon = Daemon(self.config)
-        self.daemon.start()
+        self.daemon = start_daemon(tmp_path, **{"writer.write_interval": "100ms", **settings})
+        self.config = self.daemon.config
         self.source = Source(self.daemon, self.config)
         self.app = create_app(self.source, admin_token=admin_token, allowed_hosts=allowed_hosts,
                               extensions=list(extensions))
