@@ -104,3 +104,19 @@ def start_daemon(tmp_path: Path, buffer_cls=None, **settings: str):
     daemon = Daemon(resolve({}, {}, flags), **({"buffer_factory": buffer_cls} if buffer_cls else {}))
     daemon.start()
     return daemon
+
+
+def run_otlpd(*args: str, env: dict | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """``python -m otlpd ARGS`` to completion (for start-up errors and --help)."""
+    return subprocess.run([sys.executable, "-m", "otlpd", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**clean_environment(), **(env or {})})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> str:
+    """otlpd exited 2 with one line on stderr, no traceback, containing ``fragment``; the line."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0], lines[0]
+    return lines[0]

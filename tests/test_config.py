@@ -1,11 +1,9 @@
 """Configuration: precedence, units, and one clear line for every wrong value."""
 import socket
-import subprocess
-import sys
 
 import pytest
 
-from daemon_process import clean_environment
+from daemon_process import assert_one_line_error, run_otlpd
 from otlpd.config import ConfigError, load, parse_duration, parse_size
 
 
@@ -73,47 +71,34 @@ def test_unknown_key_in_file(tmp_path):
         load(str(config_file), environ={})
 
 
-def _run_otlpd(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "otlpd", *args], capture_output=True,
-                          text=True, timeout=timeout, env=clean_environment())
-
-
-def _assert_one_line_error(result, fragment):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert fragment in lines[0]
-
-
 @pytest.mark.slow
 def test_cli_start_errors_are_one_line(tmp_path):
     config_file = tmp_path / "otlpd.yaml"
     config_file.write_text("writer:\n  max_file_bytes: -1\n")
-    _assert_one_line_error(_run_otlpd("--config", str(config_file)), "writer.max_file_bytes")
+    assert_one_line_error(run_otlpd("--config", str(config_file)), "writer.max_file_bytes")
     config_file.write_text("nonsense: 1\n")
-    _assert_one_line_error(_run_otlpd("--config", str(config_file)), "nonsense: unknown setting")
-    _assert_one_line_error(_run_otlpd("--config", str(tmp_path / "missing.yaml")), "--config")
-    _assert_one_line_error(_run_otlpd("--retention.max-age=-1d"), "retention.max_age")
-    _assert_one_line_error(_run_otlpd("--no-such-flag"), "unrecognized arguments: --no-such-flag")
+    assert_one_line_error(run_otlpd("--config", str(config_file)), "nonsense: unknown setting")
+    assert_one_line_error(run_otlpd("--config", str(tmp_path / "missing.yaml")), "--config")
+    assert_one_line_error(run_otlpd("--retention.max-age=-1d"), "retention.max_age")
+    assert_one_line_error(run_otlpd("--no-such-flag"), "unrecognized arguments: --no-such-flag")
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    _assert_one_line_error(
-        _run_otlpd("--grpc-endpoint", "127.0.0.1:0", "--output-dir", str(blocker / "data")),
+    assert_one_line_error(
+        run_otlpd("--grpc-endpoint", "127.0.0.1:0", "--output-dir", str(blocker / "data")),
         "output_dir: cannot write to")
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        _assert_one_line_error(
-            _run_otlpd("--grpc-endpoint", f"127.0.0.1:{port}", "--output-dir", str(tmp_path / "d")),
+        assert_one_line_error(
+            run_otlpd("--grpc-endpoint", f"127.0.0.1:{port}", "--output-dir", str(tmp_path / "d")),
             "grpc_endpoint: cannot listen on")
 
 
 def test_help_lists_every_setting():
-    result = _run_otlpd("--help")
+    result = run_otlpd("--help")
     assert result.returncode == 0
     for flag in ("--config", "--grpc-endpoint", "--output-dir", "--writer.max-file-bytes",
                  "--retention.max-total-bytes", "--buffer.max-items"):

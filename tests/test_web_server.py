@@ -1,15 +1,13 @@
 """The dashboard inside a real otlpd process: served by waitress, its settings, start-up errors."""
 import json
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
 import grpc
 import pytest
 
-from daemon_process import DaemonProcess, clean_environment
+from daemon_process import DaemonProcess, assert_one_line_error, run_otlpd
 from otlp_client import export, trace_request
 
 pytestmark = pytest.mark.slow
@@ -35,19 +33,6 @@ def post(url: str, body: dict, token: str | None = None, timeout: float = 30.0) 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def run_otlpd(*args: str, env: dict | None = None, timeout: float = 60.0):
-    return subprocess.run([sys.executable, "-m", "otlpd", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**clean_environment(), **(env or {})})
-
-
-def assert_one_line_error(result, fragment: str) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_the_daemon_serves_its_dashboard_and_names_it_at_start(tmp_path):
