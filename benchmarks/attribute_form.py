@@ -18,8 +18,8 @@ from benchmarks.requests import request_pool
 from otlpd import attributes as lean
 from otlpd import schema
 
-# signal -> the attribute columns of a row (top level; events' attributes are nested)
-COLUMNS = {"traces": ["attributes"], "logs": ["attributes"], "metrics": ["attributes"]}
+# the row's own attribute column, the same name in every signal (events' attributes are nested)
+COLUMN = "attributes"
 
 
 def file_bytes(table: pa.Table, codec: str) -> int:
@@ -35,12 +35,9 @@ def measure(signal: str, items: int) -> dict:
     batches = [schema.decode_v1(signal, data) for data in pool]
     table = pa.Table.from_batches(batches).combine_chunks()
     rows = table.num_rows
-    today = pa.table({name: table[name] for name in COLUMNS[signal]})
-    lean_columns = {}
-    for name in COLUMNS[signal]:
-        maps, types, other = lean.split_column(table[name].combine_chunks())
-        lean_columns.update({name: maps, f"{name}_types": types, f"{name}_other": other})
-    lean_table = pa.table(lean_columns)
+    today = pa.table({COLUMN: table[COLUMN]})
+    maps, types, other = lean.split_column(table[COLUMN].combine_chunks())
+    lean_table = pa.table({COLUMN: maps, f"{COLUMN}_types": types, f"{COLUMN}_other": other})
     return {
         "rows": rows,
         "today decoded": today.nbytes / rows, "lean decoded": lean_table.nbytes / rows,
