@@ -12,9 +12,9 @@ so Arrow's compression threads count too):
   decoded as record batches (``DECODERS``);
 - write: Arrow IPC file writing of those groups to a real file, per compression.
 
-For the layout decision (docs/PERFORMANCE.md, "What limits the remaining gap") the
-writer stages are measured again on the same batches without the resource and scope
-columns, as if those were stored once per file instead of on every row.
+For the layout decision (docs/PERFORMANCE.md, "Lean layout") the writer stages are
+measured on the stored layout (resource and scope once per file, otlpd.sources) and
+again on the full layout, which repeats them on every row (schema version 2's files).
 
 It then adds the gRPC cost per item of a server that does nothing (``--grpc-us``,
 from ``run_all``'s null server: CPU seconds / items) and prints the ceiling of items
@@ -37,10 +37,10 @@ from benchmarks.bench_write import COMPRESSIONS, write_ipc
 from benchmarks.requests import request_pool
 from otlpd.decode import BUFFER_DECODERS, DECODERS, IMPLEMENTATION
 from otlpd.schema import SIGNALS
-from otlpd.sources import SOURCE_COLUMNS
+from otlpd.sources import SOURCE_COLUMNS, lean, plain
 from otlpd.writer import _coalesce
 
-COMMON = {*SOURCE_COLUMNS, "service_name"}  # resource and scope columns
+COMMON = {*SOURCE_COLUMNS, "service_name", "source_id"}  # resource and scope columns
 
 
 def cpu_seconds(fn, rounds: int) -> float:
@@ -58,8 +58,8 @@ def coalesce_each(items: list) -> int:
     """Run the writer's coalescing over ``items`` the way the writer does: each group
     is dropped before the next is made (the native merge then reuses its mapping)."""
     groups = 0
-    for group in _coalesce(list(items)):
-        del group
+    for group, batch in _coalesce(list(items)):
+        del group, batch
         groups += 1
     return groups
 
@@ -82,7 +82,7 @@ def writer_stages(batches: list, compressions, rounds: int, path_for,
     the first concatenated batch."""
     rows = sum(batch.num_rows for batch in batches)
     result = {prefix + "coalesce": cpu_seconds(lambda: coalesce_each(batches), rounds) / rows}
-    groups = list(_coalesce(list(batches)))
+    groups = [batch for _, batch in _coalesce(list(batches))]
     for compression in compressions:
         path = path_for(compression)
         result[f"{prefix}write_{compression}"] = cpu_seconds(
@@ -105,13 +105,14 @@ def measure(signal: str, items: int, copies: int, rounds: int, directory: Path) 
     if coalesce_each(buffered) * 2 > len(buffered):
         raise SystemExit("cost_model: requests too large to measure the merge (groups of one)")
     result["merge"] = cpu_seconds(lambda: coalesce_each(buffered), rounds) / (total * copies)
-    batches = [DECODERS[signal](data) for data in pool] * copies
-    stages, first_group = writer_stages(batches, COMPRESSIONS, rounds,
+    full = [DECODERS[signal](data) for data in pool]
+    stored = [lean(batch) for batch in full] * copies  # record batches: pyarrow concatenates
+    stages, first_group = writer_stages(stored, COMPRESSIONS, rounds,
                                         lambda compression: directory / f"{signal}-{compression}.arrow")
     result.update(stages)
-    lean = [batch.drop_columns(sorted(COMMON)) for batch in batches]
-    result.update(writer_stages(lean, ("zstd",), rounds, lambda _: directory / f"{signal}-lean.arrow",
-                                prefix="lean_")[0])
+    result["sources_per_request"] = sum(len(item.source_ids) for item in stored) / len(stored)
+    result.update(writer_stages([plain(batch) for batch in full] * copies, ("zstd",), rounds,
+                                lambda _: directory / f"{signal}-full.arrow", prefix="full_")[0])
     result["wire_bytes"] = sum(len(data) for data in pool) / total
     result["layout"] = layout_bytes(first_group)
     return result
@@ -131,8 +132,10 @@ def report(signal: str, items: int, r: dict, grpc_us: float | None) -> list[str]
     for compression in COMPRESSIONS:
         lines.append(f"  write {compression:>4}: {us['write_' + compression]:.3f} us/item, "
                      f"file {r['file_bytes_' + compression]:,.0f} B/item")
-    lines.append(f"  without resource+scope columns (once per file): coalesce {us['lean_coalesce']:.3f}, "
-                 f"write zstd {us['lean_write_zstd']:.3f} us/item, file {r['lean_file_bytes_zstd']:,.0f} B/item")
+    lines.append(f"  full layout (resource+scope on every row, as schema version 2 stored it): "
+                 f"coalesce {us['full_coalesce']:.3f}, write zstd {us['full_write_zstd']:.3f} us/item, "
+                 f"file {r['full_file_bytes_zstd']:,.0f} B/item ({r['sources_per_request']:.1f} sources "
+                 "a request, written once per file, not counted)")
     stages = us["decode"] + us["decode_fixed_per_request"] / items + us["merge"] + us["write_zstd"]
     lines.append(f"  stages with zstd: {stages:.3f} us/item -> at most "
                  f"{1e6 / stages:,.0f} items per CPU-second without gRPC")

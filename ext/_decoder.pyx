@@ -52,6 +52,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otlpd import schema as _schema
+from otlpd import sources as _sources
 from otlpd.schema import DecodeError
 
 __all__ = ["decode_traces", "decode_metrics", "decode_logs", "decode", "decode_chunk", "merge",
@@ -76,6 +77,7 @@ include "decoder/common.pxi"     # AnyValue, KeyValue, EntityRef, Resource, Inst
 include "decoder/traces.pxi"     # Span, Event, Link
 include "decoder/logs.pxi"       # LogRecord
 include "decoder/metrics.pxi"    # Metric, data points, exemplars
+include "decoder/sources.pxi"    # canonical keys, source_id, the request's sources tree
 include "decoder/request.pxi"    # request, resource groups, scope groups
 include "decoder/driver.pxi"     # SPECS, tree pools, run(): one request without the GIL
 include "decoder/api.pxi"        # Chunk, decode*, merge, stats

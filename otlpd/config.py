@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grpc_endpoint", "127.0.0.1:4317", str,
             "HOST:PORT the OTLP/gRPC receiver listens on (port 0 picks a free port)", _endpoint),
     Setting("output_dir", "./otlpd-data", str,
-            "directory that receives <signal>/<signal>-<UTC start>-<seq>.arrow files"),
+            "directory that receives <signal>/<signal>-<UTC start>-<seq>.arrow files (and sources/<signal>/)"),
     Setting("log_level", "info", lambda v: str(v).lower(),
             "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
     Setting("receiver.max_request_bytes", 64 * MiB, parse_size,

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from otlpd import memory, schema
+from otlpd import memory, schema, sources
 from otlpd.buffer import IMPLEMENTATION as BUFFER_IMPLEMENTATION
 from otlpd.buffer import BatchBuffer
 from otlpd.config import Config, ConfigError
@@ -76,7 +76,7 @@ class Daemon:
                                        coalesce_bytes=coalesce_bytes)
         for signal in schema.SIGNALS:
             buffer = buffer_factory(buffer_bytes, max(1, config["buffer.max_items"] // share))
-            writer = SignalWriter(signal, schema.schema_for(signal), buffer,
+            writer = SignalWriter(signal, sources.rows_schema(signal), buffer,
                                   self.output_dir / signal, settings)
             counters = Counters()
             self.buffers[signal] = buffer

@@ -1,10 +1,13 @@
 """The decoding seam: Export request bytes -> one pyarrow.RecordBatch per request.
 
-``DECODERS[signal](data)`` returns a RecordBatch. The receiver uses
-``BUFFER_DECODERS[signal](data)`` instead, whose result goes into the buffer as
-it is: a RecordBatch, or from the Cython decoder a ``Chunk`` (the rows in the
-decoder's export form, not yet imported into pyarrow) with the same
-``num_rows``/``nbytes``/``get_total_buffer_size()``. The writer turns what it
+``DECODERS[signal](data)`` returns a RecordBatch of the full layout
+(``schema.schema_for``). The receiver uses ``BUFFER_DECODERS[signal](data)``
+instead, whose result goes into the buffer as it is: the rows in the stored
+layout with the sources they refer to (otlpd.sources), as an
+:class:`otlpd.sources.Lean` or, from the Cython decoder, a ``Chunk`` (the rows
+in the decoder's export form, not yet imported into pyarrow). Both answer
+``num_rows``/``nbytes``/``get_total_buffer_size()``/``to_batch()`` and
+``source_ids``/``source_keys``/``sources_batch()``. The writer turns what it
 drains into batches with :func:`concat` (native merge of chunks) and
 :func:`as_batch`. Both raise only ``DecodeError`` for malformed input.
 
@@ -34,12 +37,12 @@ from typing import Callable
 
 import pyarrow as pa
 
-from otlpd import schema
+from otlpd import schema, sources
 from otlpd._impl import import_extension, pure_python_requested
 from otlpd.schema import DecodeError
 
-__all__ = ["BUFFER_DECODERS", "DECODERS", "DecodeError", "IMPLEMENTATION", "as_batch", "concat",
-           "implementations", "stats"]
+__all__ = ["BUFFER_DECODERS", "DECODERS", "DecodeError", "IMPLEMENTATION", "as_batch", "as_item",
+           "concat", "implementations", "stats"]
 
 
 Decoder = Callable[[bytes], pa.RecordBatch]
@@ -76,14 +79,21 @@ if _native is not None:
     _stats: Callable[[], dict] = _native.stats
 else:
     DECODERS = dict(schema.DECODERS)
-    BUFFER_DECODERS = dict(schema.DECODERS)
+    BUFFER_DECODERS = {signal: (lambda decode: lambda data: sources.lean(decode(data)))(schema.DECODERS[signal])
+                       for signal in schema.SIGNALS}
     _Chunk = ()  # no chunks without the extension: isinstance(x, ()) is False
     _stats = dict
 
 
+def as_item(item):
+    """A buffered item (a Chunk or a Lean), or rows of the full layout made one."""
+    return sources.lean_or_plain(item) if isinstance(item, (pa.RecordBatch, pa.Table)) else item
+
+
 def as_batch(item) -> pa.RecordBatch:
-    """A buffered item as a RecordBatch (a Chunk is converted: once only)."""
-    return item.to_batch() if isinstance(item, _Chunk) else item
+    """A buffered item's rows, in the stored layout, as a RecordBatch (a Chunk is
+    converted: once only)."""
+    return item.to_batch()
 
 
 def concat(items: list) -> pa.RecordBatch:

@@ -5,6 +5,11 @@ The file in progress: the same name plus ``.part``, so a ``*.arrow`` glob
 never matches it. It is written in the IPC file format too; until its footer
 is written it is readable as an IPC stream starting at byte 8, after the
 ``ARROW1\\0\\0`` magic, which is how :func:`recover` completes it.
+
+Every data file has a sources file of the same name (and the same life: written
+before the batches that refer to it, completed, recovered and deleted with it) at
+``<output_dir>/sources/<signal>/<name>`` (otlpd.sources); :func:`read_table` joins
+the two back into the full layout.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
+
+from otlpd.sources import join, sources_path
 
 log = logging.getLogger(__name__)
 
@@ -111,20 +118,51 @@ def recover(path: Path, options: pa.ipc.IpcWriteOptions, fsync: bool = True) -> 
 
 def recover_directory(directory: Path, options: pa.ipc.IpcWriteOptions, fsync: bool = True,
                       instance: str | None = None) -> list[tuple[Path, int]]:
-    """Recover every ``.part`` file of a directory (or of one instance); returns (path, rows) pairs."""
+    """Recover every ``.part`` file of a directory (or of one instance) and its sources file;
+    returns (path, rows) pairs of the data files.
+
+    Sources first (each is written before the batches that refer to it, so a batch that
+    survived has its sources); a sources file whose data file is gone goes too."""
+    def ours(name: str) -> bool:
+        match = _NAME.match(name)
+        return instance is None or (match is not None and (match.group("instance") or "") == instance)
+
+    source_directory = sources_path(directory / "x").parent
+    if source_directory.is_dir():
+        for part in sorted(source_directory.glob("*" + PART_SUFFIX)):
+            if not ours(part.name):
+                continue
+            data = directory / part.name
+            if data.exists() or data.with_name(part.name[: -len(".part")]).exists():
+                recover(part, options, fsync)
+            else:
+                part.unlink()
     recovered = []
     for part in sorted(directory.glob("*" + PART_SUFFIX)):
-        match = _NAME.match(part.name)
-        if instance is not None and (match is None or (match.group("instance") or "") != instance):
+        if not ours(part.name):
             continue
         path, rows = recover(part, options, fsync)
         if path is not None:
             log.info("recovered %s: %d rows from a file left in progress", path.name, rows)
             recovered.append((path, rows))
+        else:
+            sources_path(part.with_name(part.name[: -len(".part")])).unlink(missing_ok=True)
     if instance is None:
-        for scratch in directory.glob("*.recovering"):
-            scratch.unlink()
+        for folder in (directory, source_directory):
+            for scratch in folder.glob("*.recovering"):
+                scratch.unlink()
     return recovered
+
+
+def read_table(path: Path | str) -> pa.Table:
+    """A completed data file and its sources file as one table of the full layout
+    (``schema.schema_for``): what ``to_request`` takes."""
+    path = Path(path)
+    with pa.memory_map(str(path)) as source:
+        rows = pa.ipc.open_file(source).read_all()
+    with pa.memory_map(str(sources_path(path))) as source:
+        table_of_sources = pa.ipc.open_file(source).read_all()
+    return join(rows, table_of_sources)
 
 
 @dataclass(frozen=True)
@@ -136,7 +174,8 @@ class CompletedFile:
 
 
 def completed_files(directory: Path) -> list[CompletedFile]:
-    """Completed files of a signal directory, oldest first (by sequence number)."""
+    """Completed files of a signal directory, oldest first (by sequence number); a file's
+    size counts its sources file."""
     files = []
     for entry in os.scandir(directory):
         seq = sequence_of(entry.name)
@@ -146,7 +185,12 @@ def completed_files(directory: Path) -> list[CompletedFile]:
             info = entry.stat()
         except FileNotFoundError:
             continue
-        files.append(CompletedFile(Path(entry.path), info.st_size, info.st_mtime, seq))
+        size = info.st_size
+        try:
+            size += sources_path(entry.path).stat().st_size
+        except FileNotFoundError:
+            pass
+        files.append(CompletedFile(Path(entry.path), size, info.st_mtime, seq))
     files.sort(key=lambda file: file.seq)
     return files
 
@@ -176,6 +220,7 @@ def apply_retention(directory: Path, max_age: float, max_total_bytes: int,
             file.path.unlink()
         except FileNotFoundError:
             continue
+        sources_path(file.path).unlink(missing_ok=True)
         deleted_files += 1
         deleted_bytes += file.size
         log.info("retention deleted %s (%d bytes)", file.path.name, file.size)

@@ -174,16 +174,21 @@ _POINT_NAMES = [f.name for f in _POINT_FIELDS]
 _V1_METRICS = pa.schema(COMMON_FIELDS + _METRIC_FIELDS + _POINT_FIELDS)
 
 # In each file's schema metadata: readers and to_request can tell layouts apart.
-SCHEMA_VERSION = "2"
+# Version 3: version 2's attribute maps, with resource and scope once per file (otlpd.sources).
+SCHEMA_VERSION = "3"
 
 
 def _stored(v1: pa.Schema) -> pa.Schema:
     return pa.schema(lean.lean_fields(v1, ATTRS, ANYVALUE), metadata={"otlpd.schema_version": SCHEMA_VERSION})
 
 
+# The full layout: what decode_* return and to_request takes. A file stores it as rows
+# without the resource and scope columns plus a sources table (otlpd.sources).
 TRACES_SCHEMA = _stored(_V1_TRACES)
 METRICS_SCHEMA = _stored(_V1_METRICS)
 LOGS_SCHEMA = _stored(_V1_LOGS)
+
+COMMON_STORED_FIELDS = list(TRACES_SCHEMA)[:len(lean.lean_fields(COMMON_FIELDS, ATTRS, ANYVALUE))]
 
 _SCHEMAS = {"traces": TRACES_SCHEMA, "metrics": METRICS_SCHEMA, "logs": LOGS_SCHEMA}
 _V1_SCHEMAS = {"traces": _V1_TRACES, "metrics": _V1_METRICS, "logs": _V1_LOGS}
@@ -785,8 +790,11 @@ def _physical(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def to_request(signal: str, table: pa.Table | pa.RecordBatch):
+def to_request(signal: str, table: pa.Table | pa.RecordBatch, sources: pa.Table | pa.RecordBatch | None = None):
     """Rebuild one Export request from rows of `signal`'s schema (the inverse of decode_*).
+
+    `table` holds rows of the full layout, or rows as a file stores them with `sources`, the
+    file's sources table (otlpd.files.read_table joins them for you).
 
     Rows are grouped by (resource, resource_schema_url), then (scope, scope_schema_url), and for
     metrics by metric identity, all in first-appearance order; service_name is ignored.
@@ -796,6 +804,12 @@ def to_request(signal: str, table: pa.Table | pa.RecordBatch):
     if version is not None and version.decode() != SCHEMA_VERSION:
         raise ValueError(f"{signal} rows of otlpd schema version {version.decode()}, "
                          f"this otlpd reads version {SCHEMA_VERSION}")
+    if "source_id" in table.schema.names:
+        if sources is None:
+            raise ValueError(f"{signal} rows as a file stores them need their sources table "
+                             "(to_request(signal, rows, sources), or otlpd.files.read_table(path))")
+        from otlpd import sources as _sources
+        table = _sources.join(table, sources, schema)
     (request_type, resources_field, resource_type, scopes_field, scope_type, records_field,
      to_records) = _REBUILD[signal]  # fmt: skip
     if isinstance(table, pa.RecordBatch):

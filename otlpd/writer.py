@@ -17,6 +17,7 @@ from typing import Callable
 import pyarrow as pa
 
 from otlpd import decode, files
+from otlpd.sources import SOURCES_SCHEMA, Lean, sources_path
 from otlpd.status import Counters
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,12 @@ class WriterSettings:
             compression=None if self.compression == "none" else pa.Codec(self.compression, self.compression_level))
 
 
-class _OpenFile:
-    """The file in progress: an IPC file writer on ``<name>.arrow.part``."""
+class _IpcPart:
+    """An IPC file writer on ``<name>.arrow.part``, renamed to ``<name>.arrow`` when complete."""
 
-    def __init__(self, path: Path, schema: pa.Schema, options: pa.ipc.IpcWriteOptions, opened_at: float):
+    def __init__(self, path: Path, schema: pa.Schema, options: pa.ipc.IpcWriteOptions):
         self.part_path = path.with_name(path.name + ".part")
         self.final_path = path
-        self.opened_at = opened_at
-        self.rows = 0
         self._sink = pa.OSFile(str(self.part_path), "wb")
         try:
             self._writer = pa.ipc.new_file(self._sink, schema, options=options)
@@ -87,10 +86,9 @@ class _OpenFile:
             raise
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Append one batch; OSFile is unbuffered, so when this returns the
-        batch is in the kernel and survives a crash of this process."""
+        # OSFile is unbuffered: when this returns the batch is in the kernel and
+        # survives a crash of this process
         self._writer.write_batch(batch)
-        self.rows += batch.num_rows
 
     @property
     def size(self) -> int:
@@ -117,29 +115,95 @@ class _OpenFile:
                 pass
 
 
-def _coalesce(batches: list, target_rows: int | None = None, target_bytes: int | None = None):
-    """Yield the batches (RecordBatches or the decoder's Chunks) concatenated into
-    RecordBatches of at most ``target_rows`` rows and ``target_bytes`` bytes, in order.
+class _OpenFile:
+    """The file in progress and its sources file (otlpd.sources): every source a batch
+    refers to is written to the sources file before the batch."""
 
-    Consumes ``batches`` from the front as it goes, so each original is freed
-    once its concatenation is written: the writer never holds two copies of a
-    whole drain. A batch that is large alone is yielded as it is, not copied.
+    def __init__(self, path: Path, schema: pa.Schema, options: pa.ipc.IpcWriteOptions, opened_at: float):
+        self.opened_at = opened_at
+        self.rows = 0
+        self.known: dict[int, bytes] = {}  # source_id -> canonical key, of this file's sources
+        self._sources = _IpcPart(sources_path(path), SOURCES_SCHEMA, options)
+        try:
+            self._data = _IpcPart(path, schema, options)
+        except BaseException:
+            self._sources.abandon()
+            raise
+        self.part_path = self._data.part_path
+        self.final_path = self._data.final_path
+
+    def fits(self, items: list) -> int:
+        """How many of ``items``, from the front, can go to this file: none refers to a
+        source id that this file (or an earlier item) holds for other values."""
+        added: dict[int, bytes] = {}
+        for count, item in enumerate(items):
+            for source_id, key in zip(item.source_ids, item.source_keys):
+                have = self.known.get(source_id, added.get(source_id))
+                if have is None:
+                    added[source_id] = key
+                elif have != key:
+                    return count
+        return len(items)
+
+    def write(self, batch: pa.RecordBatch, group: list) -> None:
+        """Append one batch (the rows of ``group``), after the sources new to this file."""
+        fresh = []
+        for item in group:
+            new = [i for i, source_id in enumerate(item.source_ids) if source_id not in self.known]
+            if new:
+                table = item.sources_batch()
+                fresh.append(table if len(new) == table.num_rows else table.take(new))
+                for i in new:
+                    self.known[item.source_ids[i]] = item.source_keys[i]
+        if fresh:
+            self._sources.write(fresh[0] if len(fresh) == 1
+                                else pa.Table.from_batches(fresh).combine_chunks().to_batches()[0])
+        self._data.write(batch)
+        self.rows += batch.num_rows
+
+    @property
+    def size(self) -> int:
+        return self._data.size + self._sources.size
+
+    def complete(self, fsync: bool) -> int:
+        """Complete the sources file, then the data file; returns their size together."""
+        return self._sources.complete(fsync) + self._data.complete(fsync)
+
+    def abandon(self) -> None:
+        self._data.abandon()
+        self._sources.abandon()
+
+
+def _coalesce(items: list, target_rows: int | None = None, target_bytes: int | None = None):
+    """Yield (group, batch): the items (the decoder's Chunks or Leans) concatenated into
+    RecordBatches of at most ``target_rows`` rows and ``target_bytes`` bytes, in order,
+    with the items each batch holds.
+
+    Consumes ``items`` from the front as it goes, so each original is freed once its
+    concatenation is written: the writer never holds two copies of a whole drain. An item
+    that is large alone is yielded as it is, not copied.
     """
     target_rows = target_rows or COALESCE_ROWS
     target_bytes = COALESCE_BYTES if target_bytes is None else target_bytes
-    while batches:
-        # The byte bound is turned into a row bound from the group's first batch
-        # (one nbytes call a group: it costs microseconds a call, per-batch calls
-        # would slow a writer fed with many tiny batches).
-        rows, size = batches[0].num_rows, batches[0].nbytes
+    while items:
+        # The byte bound is turned into a row bound from the group's first item
+        # (one nbytes call a group: it costs microseconds a call, per-item calls
+        # would slow a writer fed with many tiny items).
+        rows, size = items[0].num_rows, items[0].nbytes
         limit = target_rows if size == 0 else min(target_rows, max(1, target_bytes * rows // size))
         count = 1
-        while count < len(batches) and rows + batches[count].num_rows <= limit:
-            rows += batches[count].num_rows
+        while count < len(items) and rows + items[count].num_rows <= limit:
+            rows += items[count].num_rows
             count += 1
-        group = batches[:count]
-        del batches[:count]
-        yield decode.as_batch(group[0]) if count == 1 else decode.concat(group)
+        group = items[:count]
+        del items[:count]
+        if count == 1:
+            # to_batch() moves a Chunk's memory: keep the item whole for a retry
+            item = group[0]
+            group = [Lean(decode.as_batch(item), item.sources_batch(), item.source_keys)]
+            yield group, group[0].rows
+        else:
+            yield group, decode.concat(group)
         del group
 
 
@@ -175,6 +239,7 @@ class SignalWriter:
     def prepare(self, recover: bool = True) -> list[Path]:
         """Create the directory and complete files left in progress by a crash; call before start."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        sources_path(self.directory / "x").parent.mkdir(parents=True, exist_ok=True)
         # before recovery removes empty parts: a sequence number is never reused
         self._seq = files.next_sequence(self.directory)
         if not recover:
@@ -265,28 +330,39 @@ class SignalWriter:
     def _write_pending(self) -> None:
         # hold: what is being written still counts against the buffer's bounds,
         # so they bound the memory of waiting *and* in-flight rows
-        batches = self._unwritten + self.buffer.drain(hold=True)
+        items = self._unwritten + [decode.as_item(item) for item in self.buffer.drain(hold=True)]
         self._unwritten = []
-        if not batches:
+        if not items:
             return
         written_rows = written_batches = 0
-        batch = None
+        group: list = []
+        segment: list = []
         try:
-            if self._file is None:
-                self._open_file()
-            # consumes `batches` as it goes
-            for batch in _coalesce(batches, target_bytes=self.settings.coalesce_bytes):
-                self._file.write(batch)
-                written_rows += batch.num_rows
-                written_batches += 1
-                batch = None
+            while items:
+                if self._file is None:
+                    self._open_file()
+                count = self._file.fits(items)
+                if count == 0:
+                    # a source id this file holds for other values (a 64-bit hash
+                    # collision): the item starts a new file, never merges two sources
+                    self.counters.add(source_id_collisions=1)
+                    self._complete_file()
+                    continue
+                segment, items = items[:count], items[count:]
+                # consumes `segment` as it goes
+                for group, batch in _coalesce(segment, target_bytes=self.settings.coalesce_bytes):
+                    self._file.write(batch, group)
+                    written_rows += batch.num_rows
+                    written_batches += 1
+                    group = []
+                items = segment + items  # empty segment unless a write failed
         except OSError as error:
             # Keep what did not reach the file and retry on the next tick: accepted
             # rows are never dropped; the buffer fills up and pushes back meanwhile.
             self._last_error = f"write failed: {error}"
             log.error("%s: %s; will retry", self.signal, self._last_error)
             self.counters.add(write_errors=1)
-            self._unwritten = self._not_in_broken_file(([batch] if batch is not None else []) + batches)
+            self._unwritten = self._not_in_broken_file(group + segment + items)
             return
         finally:
             self.counters.add(written_rows=written_rows, written_batches=written_batches)
@@ -303,7 +379,7 @@ class SignalWriter:
     def _not_in_broken_file(self, batches: list) -> list:
         """After a failed write: complete the file with what reached it, return the rest.
 
-        The batches went to the file in order, each whole or torn; recovery keeps
+        The items went to the file in order, each group whole or torn; recovery keeps
         the whole ones, so the rows it finds beyond those written before tell how
         many of ``batches`` are already safe.
         """
@@ -313,7 +389,10 @@ class SignalWriter:
         rows_before = broken.rows
         broken.abandon()
         try:
-            _, rows_found = files.recover(broken.part_path, self._options, self.settings.fsync)
+            files.recover(sources_path(broken.part_path), self._options, self.settings.fsync)
+            path, rows_found = files.recover(broken.part_path, self._options, self.settings.fsync)
+            if path is None:
+                sources_path(broken.final_path).unlink(missing_ok=True)
         except OSError as error:
             log.error("%s: %s stays in progress until the next start: %s",
                       self.signal, broken.part_path.name, error)

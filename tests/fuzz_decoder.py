@@ -33,7 +33,7 @@ if __name__ == "__main__":  # run from a checkout: import this checkout's otlpd
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from otlpd import proto as pb  # noqa: E402
-from otlpd import schema  # noqa: E402
+from otlpd import schema, sources  # noqa: E402
 from otlpd.schema import SIGNALS, DecodeError  # noqa: E402
 
 # ---------------------------------------------------------------- batch comparison
@@ -105,6 +105,11 @@ def check(signal: str, data: bytes) -> str:
     got.validate(full=True)
     if not batches_identical(got, ref):
         raise AssertionError(f"{signal}: batches differ for {data.hex()}")
+    from otlpd import _decoder
+
+    item = _decoder.decode_chunk(signal, data)
+    if item.source_ids != sources.lean(ref).source_ids:
+        raise AssertionError(f"{signal}: source ids differ for {data.hex()}")
     return "equal"
 
 

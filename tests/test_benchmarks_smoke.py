@@ -151,7 +151,7 @@ def test_cost_model_prints_every_stage_and_the_ceiling():
         assert stage in done.stdout
     ceilings = [line for line in done.stdout.splitlines() if "+ gRPC 0.500 us/item" in line]
     assert len(ceilings) == 3 and all("items per CPU-second" in line for line in ceilings)
-    lean = [line for line in done.stdout.splitlines() if "without resource+scope columns" in line]
+    lean = [line for line in done.stdout.splitlines() if "full layout (resource+scope on every row" in line]
     assert len(lean) == 3 and all("write zstd" in line and "B/item" in line for line in lean)
 
 

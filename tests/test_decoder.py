@@ -43,7 +43,7 @@ from strategies import export_requests
 
 from otlpd import attributes as lean
 from otlpd import proto as pb
-from otlpd import schema
+from otlpd import schema, sources
 from otlpd.schema import SIGNALS, DecodeError
 
 if os.environ.get("OTLPD_PURE_PYTHON") == "1":
@@ -75,6 +75,13 @@ def assert_same(signal: str, data: bytes, *, fallback_ok: bool = False, nans: bo
     assert got.schema == ref.schema
     assert nans or got.equals(ref)
     assert batches_identical(got, ref)
+    # what the receiver buffers: the stored rows and their sources, as otlpd.sources says
+    item = _decoder.decode_chunk(signal, data)
+    expected = sources.lean(ref)
+    assert (item.source_ids, item.source_keys) == (expected.source_ids, expected.source_keys)
+    if isinstance(item, _decoder.Chunk):
+        assert batches_identical(item.sources_batch(), expected.sources)
+        assert batches_identical(item.to_batch(), expected.rows)
     return got
 
 
@@ -218,9 +225,12 @@ def test_validity_bitmaps_only_where_nulls():
         elif pa.types.is_list(array.type):
             walk(array.values)
 
+    # what the decoder exports itself (DECODERS join rows and sources with pyarrow)
     for signal, requests in realistic_requests().items():
         for data in requests:
-            for column in _decoder.DECODERS[signal](data).columns:
+            chunk = _decoder.decode_chunk(signal, data)
+            assert chunk.sources_batch().num_rows >= 1
+            for column in chunk.sources_batch().columns + chunk.to_batch().columns:
                 walk(column)
 
 
@@ -363,7 +373,7 @@ def test_deeply_nested_garbage_does_not_overflow_the_stack():
 
 
 def test_request_too_large():
-    old = _decoder._set_max_replicated(1000)
+    old = _decoder._set_max_replicated(100)  # service_name is what a scope group replicates
     try:
         with pytest.raises(DecodeError, match="request too large"):
             _decoder.decode_traces(traces_request(50))
@@ -631,7 +641,7 @@ def test_fallbacks_give_the_reference_result(name):
     assert isinstance(reason, str) and reason, reason
     before = _decoder.stats()["fallbacks"]
     assert_same("traces", data, fallback_ok=True)
-    assert _decoder.stats()["fallbacks"] == before + 1
+    assert _decoder.stats()["fallbacks"] == before + 2  # assert_same: DECODERS and decode_chunk
 
 
 def test_canonical_nested_values_are_copied_natively():
@@ -674,9 +684,9 @@ def test_released_batches_give_their_memory_back():
     batches costs their bytes, releasing them returns those bytes to the kernel
     (beyond a bounded cache) instead of leaving free chunks in the allocator."""
     data = traces_request(1000)
-    _decoder.decode_traces(data)  # warm up the pooled trees
+    _decoder.decode_chunk("traces", data).to_batch()  # warm up the pooled trees
     before = _rss()
-    batches = [_decoder.decode_traces(data) for _ in range(96)]
+    batches = [_decoder.decode_chunk("traces", data).to_batch() for _ in range(144)]
     held = sum(batch.nbytes for batch in batches)
     assert held > 64 * 2**20
     grown = _rss() - before
@@ -790,7 +800,8 @@ def test_seam_lists_implementations():
 
 
 def reference_concat(signal: str, requests: list[bytes]) -> pa.RecordBatch:
-    batches = [schema.DECODERS[signal](data) for data in requests]
+    """The reference's stored rows of the requests, concatenated."""
+    batches = [sources.lean(schema.DECODERS[signal](data)).rows for data in requests]
     combined = pa.Table.from_batches(batches).combine_chunks().to_batches()
     return combined[0] if combined else batches[0]  # no rows at all
 
@@ -832,19 +843,24 @@ def test_merged_realistic_requests_of_mixed_sizes(signal):
 
 
 def test_chunk_answers_like_a_batch_and_converts_once():
-    data = traces_request(30)
+    # 300 rows: each block also holds a fixed ~100 bytes of metadata per Arrow node (some
+    # 200 nodes), which dominates a request of a few dozen lean rows
+    data = traces_request(300)
     chunk = _decoder.decode_chunk("traces", data)
-    assert (chunk.num_rows, chunk.signal, chunk.schema) == (30, "traces", schema.TRACES_SCHEMA)
-    batch = _decoder.decode_traces(data)
-    # nbytes is the chunk's memory block: the buffers plus alignment and node metadata
-    assert batch.get_total_buffer_size() <= chunk.nbytes == chunk.get_total_buffer_size()
-    assert chunk.nbytes < 2 * batch.get_total_buffer_size()
-    assert batches_identical(chunk.to_batch(), batch)
+    assert (chunk.num_rows, chunk.signal, chunk.schema) == (300, "traces", sources.rows_schema("traces"))
+    lean = sources.lean(_decoder.decode_traces(data))
+    # nbytes is the chunk's memory blocks (rows and sources): the buffers plus alignment
+    # and node metadata
+    assert lean.get_total_buffer_size() <= chunk.nbytes == chunk.get_total_buffer_size()
+    assert chunk.nbytes < 2 * lean.get_total_buffer_size()
+    assert batches_identical(chunk.to_batch(), lean.rows)
+    assert batches_identical(chunk.sources_batch(), lean.sources)
+    assert chunk.sources_batch() is chunk.sources_batch()  # imported once
     with pytest.raises(ValueError, match="already converted"):
         chunk.to_batch()
     with pytest.raises(ValueError, match="already converted"):
         _decoder.merge([chunk])
-    assert chunk.num_rows == 30
+    assert chunk.num_rows == 300
 
 
 def test_merge_rejects_what_it_cannot_merge():
@@ -856,9 +872,9 @@ def test_merge_rejects_what_it_cannot_merge():
         _decoder.merge([traces, _decoder.decode_traces(traces_request(3))])
     with pytest.raises(ValueError, match="1 to"):
         _decoder.merge([])
-    # where the reference path decodes a request, the result is a RecordBatch
+    # where the reference path decodes a request, the result is its otlpd.sources.Lean
     assert isinstance(_decoder.decode_chunk("traces", span_with_attr(FALLBACKS["bool encoded as 2"])),
-                      pa.RecordBatch)
+                      sources.Lean)
     with pytest.raises(DecodeError):
         _decoder.decode_chunk("traces", traces_request(20)[:-3])
 
@@ -878,4 +894,4 @@ def test_merges_reuse_one_mapping_per_signal():
     assert _decoder.stats()["mapped_bytes"] == mapped
     assert _decoder.stats()["merge_cache_bytes"] == kept
     # merging only read the chunks: each still converts, once
-    assert batches_identical(chunks[0].to_batch(), _decoder.decode_logs(logs_request(1000)))
+    assert batches_identical(chunks[0].to_batch(), sources.lean(_decoder.decode_logs(logs_request(1000))).rows)

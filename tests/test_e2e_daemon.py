@@ -1,6 +1,5 @@
 """Whole-daemon properties: lossless round trip over gRPC, and crash recovery after SIGKILL."""
 import grpc
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,9 +40,7 @@ def test_round_trip_through_the_daemon(daemon, channel, signal):
         if not expected:
             assert path is None
             return
-        with pa.OSFile(path, "rb") as source:
-            table = pa.ipc.open_file(source).read_all()
-        assert records_multiset(signal, to_request(signal, table)) == expected
+        assert records_multiset(signal, to_request(signal, files.read_table(path))) == expected
 
     round_trip()
 

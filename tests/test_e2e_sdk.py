@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from daemon_process import DaemonProcess
 from otlpd import attributes as lean
+from otlpd import query
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +109,15 @@ def test_traces_in_polars(stored):
     spans = pl.scan_ipc(str(output / "traces" / "*.arrow")).collect()
     assert spans.height == SPAN_COUNT
     assert spans["service_name"].unique().to_list() == ["e2e-shop"]
-    assert spans["scope_name"].unique().to_list() == ["e2e.tracer"]
-    assert spans["scope_version"].unique().to_list() == ["1.2.3"]
+    # resource and scope are stored once per file; the helper joins them back
+    assert "scope_name" not in spans.columns and spans["source_id"].n_unique() == 1
+    table_of_sources = pl.scan_ipc(str(output / "sources" / "traces" / "*.arrow")).collect()
+    assert table_of_sources.height == spans["source_id"].n_unique() * len(list((output / "traces").glob("*.arrow")))
+    joined = query.scan(output, "traces").collect()
+    assert joined.height == SPAN_COUNT
+    assert joined["scope_name"].unique().to_list() == ["e2e.tracer"]
+    assert joined["scope_version"].unique().to_list() == ["1.2.3"]
+    assert joined.filter(pl.col("resource_attributes").map.get("service.name") == "e2e-shop").height == SPAN_COUNT
     assert sorted(spans["name"].unique().to_list()) == ["GET /cart", "SELECT cart", "render"]
     assert spans["start_time"].dtype == pl.Datetime("ns", "UTC")
     parents = spans.filter(pl.col("name") == "GET /cart")
@@ -156,6 +164,11 @@ def test_traces_in_pyarrow_and_duckdb(stored):
         SELECT attributes['http.status_code']::BIGINT AS status, count(*) FROM traces
         WHERE name = 'GET /cart' GROUP BY ALL ORDER BY 1""").fetchall()
     assert statuses == [(200, 34), (201, 33), (202, 33)]
+    con = duckdb.connect()
+    query.register_duckdb(con, output)
+    assert con.sql("""SELECT scope_name, count(*) FROM traces
+                      WHERE resource_attributes['service.name'] = 'e2e-shop' GROUP BY ALL""").fetchall() == [
+        ("e2e.tracer", SPAN_COUNT)]
 
 
 def test_metrics(stored):

@@ -16,7 +16,7 @@ from strategies import export_requests, records_multiset
 
 from otlpd import attributes as lean
 from otlpd import proto as pb
-from otlpd import schema
+from otlpd import query, schema, sources
 from otlpd.schema import DECODERS, SIGNALS, DecodeError, schema_for, to_request
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "SCHEMA.md"
@@ -387,10 +387,17 @@ def test_to_request_keeps_resources_that_differ_only_in_zero_sign():
 
 def test_files_carry_the_schema_version_and_to_request_checks_it():
     batch = DECODERS["traces"](realistic_traces().SerializeToString())
-    table = pa.ipc.open_file(pa.BufferReader(ipc_bytes(batch))).read_all()
-    assert table.schema.metadata[b"otlpd.schema_version"] == schema.SCHEMA_VERSION.encode() == b"2"
-    older = table.replace_schema_metadata({"otlpd.schema_version": "1"})
-    with pytest.raises(ValueError, match="schema version 1, this otlpd reads version 2"):
+    item = sources.lean(batch)
+    rows = pa.ipc.open_file(pa.BufferReader(ipc_bytes(item.rows))).read_all()
+    table_of_sources = pa.ipc.open_file(pa.BufferReader(ipc_bytes(item.sources))).read_all()
+    for stored in (rows, table_of_sources, pa.Table.from_batches([batch])):
+        assert stored.schema.metadata[b"otlpd.schema_version"] == schema.SCHEMA_VERSION.encode() == b"3"
+    expected = records_multiset("traces", realistic_traces())
+    assert records_multiset("traces", to_request("traces", rows, table_of_sources)) == expected
+    with pytest.raises(ValueError, match="need their sources table"):
+        to_request("traces", rows)
+    older = pa.Table.from_batches([batch]).replace_schema_metadata({"otlpd.schema_version": "2"})
+    with pytest.raises(ValueError, match="schema version 2, this otlpd reads version 3"):
         to_request("traces", older)
 
 
@@ -407,17 +414,29 @@ def test_to_request_ignores_service_name_and_extra_columns():
 # --------------------------------------------------------------------------- Polars and DuckDB
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    """otlpd-like output dir with each realistic request split over two files per signal."""
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The output dir of a real daemon that received each realistic request over gRPC, split
+    over two files per signal (rows and sources, as the writer stores them)."""
+    import grpc
+    from daemon_process import start_daemon
+    from otlp_client import export
+
+    tmp_path = tmp_path_factory.mktemp("schema")
     root = tmp_path / "otlpd-data"
+    daemon = start_daemon(tmp_path, output_dir=str(root))
     batches = {}
-    for signal in SIGNALS:
-        batch = DECODERS[signal](REALISTIC[signal]().SerializeToString())
-        half = batch.num_rows // 2
-        for seq, part in enumerate([batch.slice(0, half), batch.slice(half)], start=1):
-            write_arrow(root / signal / f"{signal}-20240501T120000Z-{seq:06d}.arrow", part)
-        batches[signal] = batch
+    try:
+        with grpc.insecure_channel(daemon.endpoint) as channel:
+            for signal in SIGNALS:
+                batch = DECODERS[signal](REALISTIC[signal]().SerializeToString())
+                half = batch.num_rows // 2
+                for part in (batch.slice(0, half), batch.slice(half)):
+                    assert export(channel, signal, to_request(signal, part).SerializeToString()) == b""
+                    assert daemon.rotate(signal)[signal] is not None
+                batches[signal] = batch
+    finally:
+        daemon.stop()
     return root, batches
 
 
@@ -425,7 +444,10 @@ def data_dir(tmp_path):
 def test_polars_reads_every_column(data_dir, signal):
     root, batches = data_dir
     expected = pa.Table.from_batches([batches[signal]])
-    df = pl.scan_ipc(str(root / signal / "*.arrow")).collect()
+    stored = pl.scan_ipc(str(root / signal / "*.arrow")).collect()
+    assert stored.columns == sources.rows_schema(signal).names
+    assert len(list((root / signal).glob("*.arrow"))) == 2
+    df = query.scan(root, signal).collect()  # the full layout, joined with the sources files
     assert df.columns == schema_for(signal).names
     assert df.height == expected.num_rows
     # Every column's values survive Polars (its string/list variants cast back to ours).
@@ -477,7 +499,11 @@ def test_duckdb_reads_every_column(data_dir, signal):
     root, batches = data_dir
     expected = pa.Table.from_batches([batches[signal]])
     dataset = ds.dataset(str(root / signal), format="ipc")
-    got = duckdb.sql("SELECT * FROM dataset").to_arrow_table()
+    stored = duckdb.sql("SELECT * FROM dataset").to_arrow_table()
+    assert stored.column_names == sources.rows_schema(signal).names
+    con = duckdb.connect()
+    query.register_duckdb(con, root)  # the full layout, joined with the sources files
+    got = con.sql(f"SELECT * FROM {signal}").to_arrow_table()
     assert got.column_names == schema_for(signal).names
     # Compare in file order: DuckDB may scan files in parallel.
     got = got.cast(schema_for(signal))
@@ -502,7 +528,9 @@ def test_duckdb_values(data_dir):
         ("sum", 1, None, None),
         ("summary", 1, 4, 8.0),
     ]
-    got = duckdb.sql(
+    con = duckdb.connect()
+    query.register_duckdb(con, root)
+    got = con.sql(
         """SELECT epoch_ns(time), value_int, value_double, exemplars[1].value_double,
                   attributes['http.route'], resource_attributes['service.name']
            FROM metrics WHERE metric_type = 'gauge' ORDER BY value_int"""
@@ -544,15 +572,29 @@ def test_a_file_of_awkward_attributes_scans_completely_in_every_reader(tmp_path)
     metrics.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].attributes.extend(awkward)
     for signal, request in (("traces", traces), ("logs", logs), ("metrics", metrics)):
         batch = DECODERS[signal](request.SerializeToString())
-        write_arrow(tmp_path / signal / f"{signal}-20240501T120000Z-000001.arrow", batch)
-        frame = pl.scan_ipc(str(tmp_path / signal / "*.arrow")).collect()
-        assert frame.height == batch.num_rows
-        assert ds.dataset(str(tmp_path / signal), format="ipc").to_table().num_rows == batch.num_rows
+        item = sources.lean(batch)  # as the writer stores it: rows, and the sources beside them
+        path = tmp_path / signal / f"{signal}-20240501T120000Z-000001.arrow"
+        write_arrow(path, item.rows)
+        write_arrow(sources.sources_path(path), item.sources)
+        for directory, rows in ((tmp_path / signal, batch.num_rows),
+                                (sources.sources_path(path).parent, item.sources.num_rows)):
+            assert pl.scan_ipc(str(directory / "*.arrow")).collect().height == rows
+            assert ds.dataset(str(directory), format="ipc").to_table().num_rows == rows
+            dataset = ds.dataset(str(directory), format="ipc")  # noqa: F841 (read by DuckDB)
+            assert len(duckdb.sql("SELECT * FROM dataset").fetchall()) == rows
         dataset = ds.dataset(str(tmp_path / signal), format="ipc")  # noqa: F841 (read by DuckDB)
-        assert len(duckdb.sql("SELECT * FROM dataset").fetchall()) == batch.num_rows
         found = duckdb.sql("SELECT count(*) FROM dataset WHERE attributes['k'] = 'first'").fetchall()[0][0]
         assert found == 1
+        frame = query.scan(tmp_path, signal).collect()
         assert frame.filter(pl.col("attributes").map.get("k") == "first").height == 1
+        con = duckdb.connect()
+        query.register_duckdb(con, tmp_path)
+        assert len(con.sql(f"SELECT * FROM {signal}").fetchall()) == batch.num_rows
+        if signal == "traces":  # the awkward resource attributes, through the helpers
+            awkward_spans = sum(len(group.spans) for group in traces.resource_spans[0].scope_spans)
+            assert frame.filter(pl.col("resource_attributes").map.get("k") == "first").height == awkward_spans
+            assert con.sql("SELECT count(*) FROM traces WHERE resource_attributes['k'] = 'first'"
+                           ).fetchall() == [(awkward_spans,)]
         assert records_multiset(signal, to_request(signal, frame.to_arrow())) == records_multiset(signal, request)
 
 

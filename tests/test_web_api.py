@@ -12,6 +12,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from openapi_spec_validator import validate
 
 from otlp_client import logs_request, metrics_request, trace_request
+from otlpd.sources import sources_path
 from otlpd.web import Extension
 from otlpd.web.health import health
 from otlpd.web.security import CONTENT_SECURITY_POLICY
@@ -124,8 +125,9 @@ def test_rotation_shows_the_file_in_progress_then_the_completed_file(stack):
     assert traces["in_progress"] == []
     assert traces["recent"][0]["name"] == path.name
     assert traces["recent"][0]["rows"] == 30
-    assert traces["recent"][0]["bytes"] == path.stat().st_size
-    assert traces["disk"]["completed_bytes"] == path.stat().st_size
+    with_sources = path.stat().st_size + sources_path(path).stat().st_size  # a file counts its sources file
+    assert traces["recent"][0]["bytes"] == with_sources
+    assert traces["disk"]["completed_bytes"] == with_sources
     assert traces["files_rotated"] == 1
     assert traces["retention"]["max_age_seconds"] == 0
 
@@ -367,7 +369,8 @@ def test_prometheus_metrics_equal_the_status_snapshot(stack):
         assert samples[("otlpd_files_rotated_total", label)] == summary[signal]["files_rotated"]
         assert samples[("otlpd_files_deleted_total", label)] == summary[signal]["files_deleted"]
     assert samples[("otlpd_received_items_total", (("signal", "traces"),))] == 24
-    completed = sum(path.stat().st_size for path in (stack.output_dir / "traces").glob("*.arrow"))
+    completed = sum(path.stat().st_size + sources_path(path).stat().st_size
+                    for path in (stack.output_dir / "traces").glob("*.arrow"))
     assert samples[("otlpd_disk_bytes", (("signal", "traces"), ("state", "completed")))] == completed
     assert samples[("otlpd_disk_bytes", (("signal", "traces"), ("state", "in_progress")))] > 0
     assert samples[("otlpd_ready", ())] == 1

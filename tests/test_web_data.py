@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from otlpd import files
+from otlpd import files, sources
 from otlpd import proto as pb
 from otlpd.schema import decode_logs, decode_metrics, decode_traces, schema_for
 from otlpd.web import data as data_module
@@ -27,14 +27,21 @@ def write(root: Path, signal: str, batches, seq: int, instance: str = "", mtime:
     directory = root / signal
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / files.file_name(signal, 1_800_000_000 + seq, seq, instance)
-    files.write_ipc_file(path, table_schema or schema_for(signal), batches, OPTIONS)
+    if table_schema is None:  # rows of the full layout: stored as the writer stores them
+        items = [sources.lean(batch) for batch in batches]
+        sources.sources_path(path).parent.mkdir(parents=True, exist_ok=True)
+        files.write_ipc_file(sources.sources_path(path), sources.SOURCES_SCHEMA,
+                             [item.sources for item in items], OPTIONS)
+        batches, table_schema = [item.rows for item in items], sources.rows_schema(signal)
+    files.write_ipc_file(path, table_schema, batches, OPTIONS)
     seconds = 1_000_000 + (seq if mtime is None else mtime) * 10
     os.utime(path, ns=(seconds * 10**9, seconds * 10**9))
     return path
 
 
 def attrs(**values):
-    return [pb.KeyValue(key=k.replace("_", "."), value=pb.AnyValue(string_value=v))
+    return [pb.KeyValue(key=k.replace("_", "."), value=pb.AnyValue(int_value=v) if isinstance(v, int)
+                        else pb.AnyValue(string_value=v))
             for k, v in values.items()]
 
 
@@ -143,7 +150,7 @@ def test_recent_files_newest_by_mtime_with_rows_and_time_range(tmp_path):
     assert [f["name"] for f in listed] == [new.name, old.name]
     first = listed[0]
     assert first["path"] == str(new)
-    assert first["bytes"] == new.stat().st_size
+    assert first["bytes"] == new.stat().st_size + sources.sources_path(new).stat().st_size  # with its sources
     assert (first["rows"], first["batches"]) == (2, 2)
     assert first["min_time"] == "2027-01-15T08:00:00.050000000Z"
     assert first["max_time"] == "2027-01-15T08:00:00.110000000Z"  # c ends at 100 + 10 ms
@@ -201,7 +208,8 @@ def test_disk_usage_counts_completed_and_in_progress(tmp_path):
     part.write_bytes(b"x" * 1234)
     (tmp_path / "metrics" / "notes.txt").write_text("ignored")
     assert StoredData(tmp_path).disk_usage("metrics") == {
-        "completed_files": 2, "completed_bytes": a.stat().st_size + b.stat().st_size,
+        "completed_files": 2, "completed_bytes": sum(path.stat().st_size + sources.sources_path(path).stat().st_size
+                                                     for path in (a, b)),
         "in_progress_bytes": 1234}
     assert StoredData(tmp_path).disk_usage("traces")["completed_files"] == 0
 
@@ -336,7 +344,7 @@ def test_render_body_kinds():
 
 def write_metrics(tmp_path):
     write(tmp_path, "metrics", [metrics_batch([
-        sum_metric("requests", [(1, 10, {"route": "/a"}), (2, 20, {"route": "/b"})]),
+        sum_metric("requests", [(1, 10, {"route": "/a", "code": 200}), (2, 20, {"route": "/b"})]),
         histogram_metric("latency", [(1, 4, 100.0), (2, 2, None)]),
     ])], seq=1)
     write(tmp_path, "metrics", [metrics_batch([
@@ -364,7 +372,7 @@ def test_metric_points_sum_since_limit_and_order(tmp_path):
     assert [p["time_unix_nano"] for p in result["points"]] == [T0 + t * MS for t in (1, 2, 3, 4)]
     assert result["points"][0] == {"time": "2027-01-15T08:00:00.001000000Z", "time_unix_nano": T0 + MS,
                                    "value": 10.0, "count": None, "service": "api",
-                                   "attributes": {"route": "/a"}}
+                                   "attributes": {"route": "/a", "code": 200}}  # an int stays an int
     assert result["points"][2]["attributes"] == {"route": "<script>"}
     assert [p["value"] for p in stored.metric_points("requests", since_unix_nano=T0 + 2 * MS)["points"]] == [
         30.5, 40.0]
@@ -485,7 +493,7 @@ def test_queries_read_only_the_columns_they_need(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pa.ipc, "open_file", recording_open)
     assert spans_named(StoredData(tmp_path).spans()) == ["a"]
-    names = schema_for("traces").names
+    names = sources.rows_schema("traces").names
     assert len(included) == 1 and included[0]
     read = {names[i] for i in included[0]}
     assert read == set(data_module._SPAN_COLUMNS)

@@ -11,6 +11,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from otlpd import files
+from otlpd.decode import as_item
 from otlpd.buffer import BufferFull
 from otlpd.writer import SignalWriter, WriterSettings
 
@@ -32,6 +33,15 @@ def push(buffer, ids):
 def ids_in(paths):
     table = ds.dataset([str(p) for p in paths], format="ipc").to_table()
     return Counter(table.column("id").to_pylist())
+
+
+def batches_of(groups):
+    """The batches _coalesce yields, each checked against the items it says it holds."""
+    result = []
+    for group, batch in groups:
+        assert batch.num_rows == sum(item.num_rows for item in group)
+        result.append(batch)
+    return result
 
 
 def completed(directory):
@@ -264,11 +274,11 @@ def test_a_failed_write_is_retried_without_loss_or_duplicates(make_writer, tmp_p
     real_write = writer_module._OpenFile.write
     calls = []
 
-    def failing_write(self, batch):
+    def failing_write(self, batch, group):
         calls.append(batch.num_rows)
         if len(calls) == 2:  # the first batch reached the file, then the disk failed
             raise OSError(28, "No space left on device")
-        real_write(self, batch)
+        real_write(self, batch, group)
 
     monkeypatch.setattr(writer_module._OpenFile, "write", failing_write)
     monkeypatch.setattr(writer_module, "COALESCE_ROWS", 1000)
@@ -288,10 +298,10 @@ def test_a_failed_write_is_retried_without_loss_or_duplicates(make_writer, tmp_p
 def test_coalesce_keeps_order_and_groups_small_batches():
     from otlpd.writer import _coalesce
 
-    batches = [make_batch(range(start, start + 300)) for start in range(0, 3000, 300)]
+    batches = [as_item(make_batch(range(start, start + 300))) for start in range(0, 3000, 300)]
     big = make_batch(range(3000, 5000))
-    pending = batches + [big]
-    result = list(_coalesce(pending, target_rows=1000))
+    pending = batches + [as_item(big)]
+    result = batches_of(_coalesce(pending, target_rows=1000))
     assert pending == []  # consumed as it went
     assert [batch.num_rows for batch in result] == [900, 900, 900, 300, 2000]
     assert result[-1] is big  # a batch that is large alone is not copied
@@ -302,10 +312,10 @@ def test_coalesce_bounds_the_bytes_of_each_group():
     from otlpd.writer import _coalesce
 
     # ids of one width: every batch has the same size in bytes
-    batches = [make_batch(range(start, start + 100)) for start in range(1000, 2000, 100)]
+    batches = [as_item(make_batch(range(start, start + 100))) for start in range(1000, 2000, 100)]
     per_batch = batches[0].nbytes
     assert {batch.nbytes for batch in batches} == {per_batch}
-    result = list(_coalesce(list(batches), target_rows=10_000, target_bytes=3 * per_batch))
+    result = batches_of(_coalesce(list(batches), target_rows=10_000, target_bytes=3 * per_batch))
     assert [batch.num_rows for batch in result] == [300, 300, 300, 100]
     assert pa.Table.from_batches(result).column("id").to_pylist() == list(range(1000, 2000))
 
@@ -329,7 +339,7 @@ def test_coalesce_without_a_copy_budget_writes_batches_as_they_are():
     from otlpd.writer import _coalesce
 
     batches = [make_batch(range(start, start + 100)) for start in range(0, 500, 100)]
-    result = list(_coalesce(list(batches), target_bytes=0))
+    result = batches_of(_coalesce([as_item(batch) for batch in batches], target_bytes=0))
     assert len(result) == 5 and all(a is b for a, b in zip(result, batches))
 
 
@@ -345,15 +355,16 @@ def test_coalesce_merges_the_decoders_chunks():
     if decode.IMPLEMENTATION != "cython":
         pytest.skip("OTLPD_PURE_PYTHON=1: the protobuf decoder buffers RecordBatches, no chunks")
     requests = [traces_request(n) for n in (10, 20, 30, 40)]
-    expected = pa.Table.from_batches([schema.decode_traces(data) for data in requests])
+    # the stored rows (resource and scope go to the sources file, not into the batch)
+    expected = pa.Table.from_batches([as_item(schema.decode_traces(data)).rows for data in requests])
     decode_chunk = decode.BUFFER_DECODERS["traces"]
     merges = decode.stats()["merges"]
-    result = list(_coalesce([decode_chunk(data) for data in requests], target_rows=60))
+    result = batches_of(_coalesce([decode_chunk(data) for data in requests], target_rows=60))
     assert [batch.num_rows for batch in result] == [60, 40]  # a group of three, one alone
     assert decode.stats()["merges"] == merges + 1
     assert pa.Table.from_batches(result).equals(expected)
-    mixed = [decode_chunk(requests[0]), schema.decode_traces(requests[1]), decode_chunk(requests[2])]
-    result = list(_coalesce(mixed, target_rows=1000))
+    mixed = [decode_chunk(requests[0]), as_item(schema.decode_traces(requests[1])), decode_chunk(requests[2])]
+    result = batches_of(_coalesce(mixed, target_rows=1000))
     assert [batch.num_rows for batch in result] == [60]
     assert decode.stats()["merges"] == merges + 1
     assert pa.Table.from_batches(result).equals(expected.slice(0, 60))

@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otlpd import files, schema
+from otlpd import attributes as lean
+from otlpd import files, schema, sources
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ _LOG_COLUMNS = ("time", "observed_time", "service_name", "severity_number", "sev
                 "body_other", "trace_id", "span_id")
 _METRIC_NAME_COLUMNS = ("metric_name", "metric_type", "metric_unit", "metric_description")
 _POINT_COLUMNS = ("metric_name", "metric_type", "metric_unit", "time", "value_double", "value_int",
-                  "count", "sum", "service_name", "attributes")
+                  "count", "sum", "service_name", "attributes", "attributes_types", "attributes_other")
 # The columns recent_files reads for a file's time range.
 _TIME_COLUMNS = {"traces": ("start_time", "end_time"), "logs": ("time", "observed_time"),
                  "metrics": ("time",)}
@@ -118,11 +119,19 @@ def render_body(body: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _attributes(value: Any) -> dict:
-    """Point attributes, as to_pylist gives them (a list of {key, value} structs or map pairs)."""
+def _attributes(value: Any, types: bytes | None = None, other: list | None = None) -> dict:
+    """Point attributes, as to_pylist gives them: the map with its types and side list (each
+    value then as its type: 200, not "200"), else a list of {key, value} structs or map pairs."""
     out: dict = {}
     if not isinstance(value, list):
         return out
+    if isinstance(types, bytes) and len(types) == len(value):
+        try:
+            for item in lean.join(value, types, other):
+                out.setdefault(item["key"], _any_value(item["value"]))  # the first of a repeated key
+            return out
+        except (ValueError, KeyError, TypeError):  # not otlpd's layout: the map's text as it is
+            out = {}
     for item in value:
         if isinstance(item, dict) and "key" in item:
             out[item["key"]] = _any_value(item.get("value"))
@@ -386,31 +395,34 @@ class StoredData:
         return out
 
     def disk_usage(self, signal: str) -> dict:
-        """Completed files and bytes, and bytes of files in progress, of a signal's directory."""
+        """Completed files and bytes, and bytes of files in progress, of a signal's directory;
+        the bytes count each file's sources file (otlpd.sources) too."""
         _check_signal(signal)
         usage = {"completed_files": 0, "completed_bytes": 0, "in_progress_bytes": 0}
-        try:
-            entries = os.scandir(self.output_dir / signal)
-        except (FileNotFoundError, NotADirectoryError):
-            return usage
-        with entries:
-            for entry in entries:
-                name = entry.name
-                part = name.endswith(files.PART_SUFFIX)
-                if not part and not (name.endswith(files.COMPLETE_SUFFIX)
-                                     and files.sequence_of(name) is not None):
-                    continue
-                try:
-                    if not entry.is_file(follow_symlinks=False):
+        for directory, data in ((self.output_dir / signal, True),
+                                (self.output_dir / sources.SOURCES_DIRECTORY / signal, False)):
+            try:
+                entries = os.scandir(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    name = entry.name
+                    part = name.endswith(files.PART_SUFFIX)
+                    if not part and not (name.endswith(files.COMPLETE_SUFFIX)
+                                         and files.sequence_of(name) is not None):
                         continue
-                    size = entry.stat(follow_symlinks=False).st_size
-                except FileNotFoundError:
-                    continue
-                if part:
-                    usage["in_progress_bytes"] += size
-                else:
-                    usage["completed_files"] += 1
-                    usage["completed_bytes"] += size
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        size = entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue
+                    if part:
+                        usage["in_progress_bytes"] += size
+                    else:
+                        usage["completed_files"] += data
+                        usage["completed_bytes"] += size
         return usage
 
     # ---------------------------------------------------------------- queries
@@ -638,7 +650,8 @@ class StoredData:
                 count = None
             points.append({"time": iso_from_ns(row["time"]), "time_unix_nano": row["time"],
                            "value": _finite(value), "count": count, "service": row["service_name"],
-                           "attributes": _attributes(row["attributes"])})
+                           "attributes": _attributes(row["attributes"], row["attributes_types"],
+                                                     row["attributes_other"])})
         newest = rows[0] if rows else {}
         return {"name": name, "type": newest.get("metric_type"), "unit": newest.get("metric_unit"),
                 "points": points, "scanned": scan.as_dict()}

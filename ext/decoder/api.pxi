@@ -8,7 +8,8 @@
 _SIGNALS = ("traces", "metrics", "logs")
 _REQUEST_NAMES = ("ExportTraceServiceRequest", "ExportMetricsServiceRequest",
                   "ExportLogsServiceRequest")
-_SCHEMAS = tuple(_schema.schema_for(s) for s in _SIGNALS)
+_SCHEMAS = tuple(_schema.schema_for(s) for s in _SIGNALS)          # the full layout
+_ROW_SCHEMAS = tuple(_sources.rows_schema(s) for s in _SIGNALS)    # the rows as stored
 _REFERENCE = tuple(_schema.DECODERS[s] for s in _SIGNALS)
 _import_batch = pa.RecordBatch._import_from_c
 
@@ -19,28 +20,35 @@ _fallback_reasons = {}
 
 
 cdef class Chunk:
-    """One request's rows as this module exported them, not yet imported into pyarrow.
+    """One request's rows as this module exported them (the stored layout,
+    otlpd.sources.rows_schema), with the sources they refer to, not yet imported into
+    pyarrow.
 
     The receiver puts chunks in the buffer and the writer concatenates them with
     :func:`merge` (or turns one into a batch with :meth:`to_batch`): a request
     costs no pyarrow import of its ~200 arrays, and concatenation no pyarrow
-    work per array. ``num_rows`` and ``nbytes`` (the bytes of its memory block)
+    work per array. ``num_rows`` and ``nbytes`` (the bytes of its memory blocks)
     answer like a RecordBatch's; ``get_total_buffer_size()`` is ``nbytes``.
+    ``source_ids`` and ``source_keys`` (canonical keys) list the request's sources, in
+    the order of the rows of :meth:`sources_batch`, which is imported on first use.
     """
     cdef ArrowArray* arr   # owned; released (arr.release == NULL) once imported
+    cdef ArrowArray* sarr  # the sources, owned until imported
+    cdef object _sources
     cdef int sig
     cdef int merging       # merges reading this chunk with the GIL released
     cdef readonly int64_t num_rows
     cdef readonly int64_t nbytes
+    cdef readonly tuple source_ids
+    cdef readonly tuple source_keys
 
     def __cinit__(self):
         self.arr = NULL
+        self.sarr = NULL
 
     def __dealloc__(self):
-        if self.arr != NULL:
-            if self.arr.release != NULL:
-                self.arr.release(self.arr)
-            free(self.arr)
+        _release(self.arr)
+        _release(self.sarr)
 
     @property
     def signal(self):
@@ -48,7 +56,7 @@ cdef class Chunk:
 
     @property
     def schema(self):
-        return _SCHEMAS[self.sig]
+        return _ROW_SCHEMAS[self.sig]
 
     def get_total_buffer_size(self):
         return self.nbytes
@@ -60,10 +68,39 @@ cdef class Chunk:
             raise ValueError("this chunk was already converted to a RecordBatch")
         if self.merging:
             raise ValueError("this chunk is being merged in another thread")
-        return _import_batch(<uintptr_t>self.arr, _SCHEMAS[self.sig])
+        return _import_batch(<uintptr_t>self.arr, _ROW_SCHEMAS[self.sig])
+
+    def sources_batch(self):
+        """The sources (otlpd.sources.SOURCES_SCHEMA) as a pyarrow.RecordBatch."""
+        if self._sources is None:
+            self._sources = _import_batch(<uintptr_t>self.sarr, _sources.SOURCES_SCHEMA)
+        return self._sources
 
     def __repr__(self):
-        return f"<otlpd._decoder.Chunk {self.signal}: {self.num_rows} rows, {self.nbytes} bytes>"
+        return (f"<otlpd._decoder.Chunk {self.signal}: {self.num_rows} rows, "
+                f"{len(self.source_ids)} sources, {self.nbytes} bytes>")
+
+
+cdef void _release(ArrowArray* a) noexcept:
+    if a != NULL:
+        if a.release != NULL:
+            a.release(a)
+        free(a)
+
+
+cdef object _import_owned(ArrowArray* a, object schema):
+    """Import an exported batch and free its node (released here if the import failed)."""
+    try:
+        return _import_batch(<uintptr_t>a, schema)
+    finally:
+        _release(a)
+
+
+cdef void _ctx_free(Ctx* c) noexcept:
+    free(c.src_keys.p)
+    free(c.src_meta.p)
+    free(c.src_slots.p)
+    c.src_keys.p = c.src_meta.p = c.src_slots.p = NULL
 
 
 cdef object _decode(int sig, object data, bint allow_fallback, bint as_chunk=False):
@@ -72,6 +109,9 @@ cdef object _decode(int sig, object data, bint allow_fallback, bint as_chunk=Fal
     cdef Py_ssize_t size
     cdef Ctx c
     cdef ArrowArray* arr = NULL
+    cdef ArrowArray* sarr = NULL
+    cdef SrcMeta* meta
+    cdef int64_t k
     cdef int rc
     memset(&c, 0, sizeof(Ctx))
     if isinstance(data, bytes):
@@ -92,36 +132,47 @@ cdef object _decode(int sig, object data, bint allow_fallback, bint as_chunk=Fal
         c.base = ptr
         c.tmpl = pool_get(POOL_TMPL, sig)
         c.out = pool_get(POOL_OUT, sig)
+        c.src = pool_get(POOL_SRC, sig)
         # `data` (a bytes object) is referenced by this frame until we return,
         # so ptr stays valid while the GIL is released.
         with nogil:
-            rc = run(&c, sig, ptr, size, &arr)
+            rc = run(&c, sig, ptr, size, &arr, &sarr)
         pool_put(POOL_TMPL, sig, c.tmpl)
         pool_put(POOL_OUT, sig, c.out)
+        pool_put(POOL_SRC, sig, c.src)
         c.tmpl = NULL
         c.out = NULL
+        c.src = NULL
     if rc == ST_OK:
         _decoded += 1
+        try:
+            meta = <SrcMeta*>c.src_meta.p
+            ids = tuple([meta[k].id for k in range(c.n_src)])
+            keys = tuple([(<char*>c.src_keys.p)[meta[k].key_off:meta[k].key_off + meta[k].key_len]
+                          for k in range(c.n_src)])
+        finally:
+            _ctx_free(&c)
         if as_chunk:
             chunk = Chunk()
             chunk.arr = arr
+            chunk.sarr = sarr
             chunk.sig = sig
             chunk.num_rows = arr.length
             chunk.nbytes = c.exported
+            chunk.source_ids = ids
+            chunk.source_keys = keys
             return chunk
-        try:
-            return _import_batch(<uintptr_t>arr, _SCHEMAS[sig])
-        finally:
-            if arr.release != NULL:  # import failed before taking ownership
-                arr.release(arr)
-            free(arr)
+        rows = _import_owned(arr, _ROW_SCHEMAS[sig])
+        return _full(sig, rows, _import_owned(sarr, _sources.SOURCES_SCHEMA))
+    _ctx_free(&c)
     if rc == ST_FALLBACK:
         reason = c.fallback.decode('ascii')
         if not allow_fallback:
             return reason
         _fallbacks += 1
         _fallback_reasons[reason] = _fallback_reasons.get(reason, 0) + 1
-        return _REFERENCE[sig](data)
+        batch = _REFERENCE[sig](data)
+        return _sources.lean(batch) if as_chunk else batch
     if rc == ST_ERR:
         raise DecodeError(f"invalid {_REQUEST_NAMES[sig]}: {c.err.decode('ascii')} "
                           f"at byte {c.err_off}")
@@ -129,6 +180,14 @@ cdef object _decode(int sig, object data, bint allow_fallback, bint as_chunk=Fal
         raise DecodeError(f"invalid {_REQUEST_NAMES[sig]}: request too large "
                           "(a decoded column would exceed 2 GiB)")
     raise MemoryError("otlpd._decoder: out of memory")
+
+
+def _full(sig, rows, sources_batch):
+    """The full layout (what decode_* return) from a request's rows and sources."""
+    table = _sources.join(rows, sources_batch, _SCHEMAS[sig])
+    batches = table.to_batches()
+    return batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0] if batches \
+        else pa.RecordBatch.from_pylist([], schema=_SCHEMAS[sig])
 
 
 def decode_traces(data):
@@ -151,7 +210,7 @@ DECODERS = {"traces": decode_traces, "metrics": decode_metrics, "logs": decode_l
 
 def decode_chunk(signal, data):
     """Decode `data` as `signal`'s Export request into a :class:`Chunk` (or, where
-    the reference path decodes it, a RecordBatch); raises DecodeError on bad bytes."""
+    the reference path decodes it, an otlpd.sources.Lean); raises DecodeError on bad bytes."""
     return _decode(_SIGNALS.index(signal), data, True, True)
 
 
@@ -194,7 +253,7 @@ def merge(chunks):
     for i in range(k):
         srcs[i] = (<Chunk>chunks[i]).arr
         (<Chunk>chunks[i]).merging += 1  # no to_batch() (which moves the array) meanwhile
-    spec = SPECS[sig]
+    spec = ROW_SPECS[sig]
     # The tuple keeps every source alive while the GIL is released.
     with nogil:
         rc = merge_arrays(sig, spec, srcs, <int>k, out, &size)
@@ -203,12 +262,7 @@ def merge(chunks):
     free(srcs)
     if rc == ST_OK:
         _merges += 1
-        try:
-            return _import_batch(<uintptr_t>out, _SCHEMAS[sig])
-        finally:
-            if out.release != NULL:
-                out.release(out)
-            free(out)
+        return _import_owned(out, _ROW_SCHEMAS[sig])
     free(out)
     if rc == ST_NOMEM:
         raise MemoryError("otlpd._decoder: out of memory")
@@ -242,6 +296,14 @@ def stats():
             "merge_cache_bytes": merge_kept}
 
 
+
+
+def _set_source_id_mask(mask):
+    """Narrow source ids to `mask` (tests: collisions on purpose); returns the old mask."""
+    global SRC_ID_MASK
+    old = SRC_ID_MASK
+    SRC_ID_MASK = mask
+    return old
 
 
 def _set_max_replicated(limit):

@@ -88,6 +88,16 @@ cdef struct Ctx:
     Col* tmpl     # same shape: one-row templates of resource/scope/metric columns
     Col* O        # out.children
     Col* T        # tmpl.children
+    # resource and scope once per file (sources.pxi)
+    Col* src      # the request's sources: a struct whose children are SOURCES_SCHEMA's columns
+    Col* S        # src.children
+    int src_col   # index of the source_id column in O
+    uint64_t cur_source  # source_id of the scope group being decoded
+    Buf src_keys  # canonical keys of the request's sources, one after the other
+    Buf src_meta  # SrcMeta per source, in order
+    Buf src_slots # open addressing table: int32 source index + 1, 0 = empty
+    int64_t n_src
+    int64_t src_cap
 
 
 cdef inline void st_set(Ctx* c, int st) noexcept nogil:

@@ -1,6 +1,6 @@
-# Import-time column layout: SPECS/SPEC_LEN (driver.pxi) from each signal's pa.Schema
-# (otlpd.schema via _SCHEMAS in api.pxi), after checking that its columns are in the
-# order the decoders write them (_LAYOUT). _fill_specs() runs at the end of
+# Import-time column layout: SPECS, ROW_SPECS, SRC_SPEC and ROW_MAP (driver.pxi) from the
+# schemas of otlpd.schema and otlpd.sources (_SCHEMAS/_ROW_SCHEMAS in api.pxi), after
+# checking that their columns are in the order the decoders write them (_LAYOUT). _fill_specs() runs at the end of
 # ext/_decoder.pyx.
 
 def _spec_nodes(t, out):
@@ -96,21 +96,43 @@ def _check_nested():
                     raise ImportError(f"otlpd._decoder was written for another {base}")
 
 
+cdef int _fill_spec(Spec* out, object t, str what) except -1:
+    nodes = []
+    _spec_nodes(t, nodes)
+    if _type_depth(t) >= MERGE_MAX_DEPTH:
+        raise ImportError(f"{what} too deep for merge()")
+    if len(nodes) > MAX_SPEC:
+        raise ImportError(f"{what} too large for the decoder")
+    for i, (kind, width, n, flags) in enumerate(nodes):
+        out[i].kind = kind
+        out[i].width = width
+        out[i].n_children = n
+        out[i].flags = flags
+    return len(nodes)
+
+
 def _fill_specs():
+    global SRC_SPEC_LEN
     _check_nested()
+    full_common = _SCHEMAS[0].names[:len(_COMMON)]
+    if ([full_common[SRC_MAP[j]] for j in range(N_SRC_COLS)] != _sources.SOURCES_SCHEMA.names[1:]
+            or full_common[COL_SERVICE] != "service_name"
+            or _sources.SOURCES_SCHEMA.field(0) != _sources.SOURCE_ID):
+        raise ImportError("otlpd._decoder was written for another sources schema")
+    SRC_SPEC_LEN = _fill_spec(SRC_SPEC, pa.struct(list(_sources.SOURCES_SCHEMA)), "sources schema")
     for sig in range(3):
         schema = _SCHEMAS[sig]
         if schema.names != _LAYOUT[sig]:
             raise ImportError(f"otlpd._decoder was written for another {_SIGNALS[sig]} schema")
-        nodes = []
-        _spec_nodes(pa.struct(list(schema)), nodes)
-        if _type_depth(pa.struct(list(schema))) >= MERGE_MAX_DEPTH:
-            raise ImportError("schema too deep for merge()")
-        if len(nodes) > MAX_SPEC:
-            raise ImportError("schema too large for the decoder")
-        for i, (kind, width, n, flags) in enumerate(nodes):
-            SPECS[sig][i].kind = kind
-            SPECS[sig][i].width = width
-            SPECS[sig][i].n_children = n
-            SPECS[sig][i].flags = flags
-        SPEC_LEN[sig] = len(nodes)
+        # decoding trees: the full layout, then source_id
+        SPEC_LEN[sig] = _fill_spec(SPECS[sig], pa.struct(list(schema) + [_sources.SOURCE_ID]),
+                                   f"{_SIGNALS[sig]} schema")
+        SRC_COL[sig] = len(schema)
+        rows = _ROW_SCHEMAS[sig]
+        ROW_SPEC_LEN[sig] = _fill_spec(ROW_SPECS[sig], pa.struct(list(rows)), f"{_SIGNALS[sig]} rows")
+        names = schema.names + ["source_id"]
+        if len(rows) > 128:
+            raise ImportError("too many columns for the decoder")
+        for j, field in enumerate(rows):
+            ROW_MAP[sig][j] = names.index(field.name)
+        ROW_N[sig] = len(rows)

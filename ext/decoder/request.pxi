@@ -2,7 +2,7 @@
 # Both groups are {1: head, 2: children, 3: schema_url}: one first scan, dec_group_head();
 # each keeps its short second scan (apart, the C compiler inlines the record decoders;
 # one recursive group function cost up to 0.7 % more instructions a row).
-# Relies on common.pxi, traces/logs/metrics.pxi and columns.pxi (replicate).
+# Relies on common.pxi, traces/logs/metrics.pxi and sources.pxi (replicate_group).
 
 # ---------------------------------------------------------------- request structure
 
@@ -95,7 +95,7 @@ cdef int dec_scope_group(Ctx* c, int sig, const uint8_t* p, const uint8_t* end, 
                 return c.status
         elif skip_field(&q, end, tag, 0):
             return d_fail(c, q)
-    replicate(c, 0, 14, c.rows - rows0)
+    replicate_group(c, c.rows - rows0)
     return c.status
 
 
