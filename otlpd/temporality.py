@@ -1,0 +1,283 @@
+"""Metric temporality conversion, reference (the pure-Python twin of the native converter).
+
+``metrics.temporality`` is ``cumulative`` (the default), ``delta`` or ``passthrough``. A
+:class:`Converter` takes metric rows of the full layout (``otlpd.schema.METRICS_SCHEMA``) in
+arrival order and returns the rows to store: Sums, Histograms and Exponential histograms in the
+target temporality, everything else as it came. The rules, point by point, and where they differ
+from the OpenTelemetry Collector's ``cumulativetodelta`` and ``deltatocumulative`` processors, are
+in docs/TEMPORALITY.md; the tests compute their series by hand from that text.
+
+A *stream* is (resource and scope, metric name, type, unit, monotonicity, point attributes): the
+canonical bytes of the resource and scope values (``otlpd.sources.canonical_bytes``), the metric
+columns, and the point's attributes sorted by key. The key is kept whole, so two streams never
+merge; the native converter keys its table by a hash and keeps these bytes to compare.
+
+The converter is not thread-safe: it runs where the metrics are serialised in arrival order (the
+metrics writer), never on the gRPC threads.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+import time as _time
+
+import pyarrow as pa
+
+from otlpd import attributes as lean
+from otlpd import schema, sources
+
+DELTA, CUMULATIVE = 1, 2
+MODES = ("cumulative", "delta", "passthrough")
+INITIAL_VALUES = ("auto", "keep", "drop")
+NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
+CONVERTIBLE = ("sum", "histogram", "exponential_histogram")
+
+# reasons of dropped points (the keys of ``dropped_points``)
+DROP_BASELINE = "baseline"          # to delta: a first point (metrics.initial_value) or a reset
+                                    # without a known new start: kept as the baseline only
+DROP_OLD = "not_after_last_point"   # its time is not after the stream's last point
+DROP_OVERLAP = "overlapping"        # to cumulative: a delta that starts before the last one ended
+
+
+@dataclass
+class Settings:
+    temporality: str = "cumulative"
+    initial_value: str = "auto"
+    max_streams: int = 100_000
+    max_stale_ns: int = 300 * 10**9   # streams without a point for this long (wall clock) are forgotten
+    started_at_ns: int = 0            # when otlpd started (initial_value "auto")
+
+    def __post_init__(self):
+        if self.temporality not in MODES:
+            raise ValueError(f"metrics.temporality: must be one of {', '.join(MODES)}, got {self.temporality!r}")
+        if self.initial_value not in INITIAL_VALUES:
+            raise ValueError(f"metrics.initial_value: must be one of {', '.join(INITIAL_VALUES)}, "
+                             f"got {self.initial_value!r}")
+
+
+@dataclass
+class _Stream:
+    start: int               # start_time of the stream's current interval (cumulative side)
+    time: int                # time of its last point
+    value: dict              # the last point's value columns (to delta: the cumulative baseline;
+                             # to cumulative: the running total)
+    shape: tuple             # bucket bounds, or exponential scale: a change resets the stream
+    seen: int = 0            # wall clock (ns) of its last point, for metrics.max_stale
+
+
+@dataclass
+class Counters:
+    converted_points: int = 0
+    passed_through_points: int = 0
+    dropped_points: collections.Counter = field(default_factory=collections.Counter)
+    streams_over_limit: int = 0
+
+    def snapshot(self) -> dict:
+        return {"converted_points": self.converted_points,
+                "passed_through_points": self.passed_through_points,
+                "dropped_points": dict(self.dropped_points),
+                "streams_over_limit": self.streams_over_limit}
+
+
+_SOURCE = sources.SOURCE_COLUMNS
+_METRIC = ("metric_name", "metric_type", "metric_unit", "is_monotonic")
+
+
+def stream_key(row: dict) -> tuple:
+    """A row's stream identity: resource and scope values, metric columns, sorted attributes."""
+    points = lean.join(row["attributes"], row["attributes_types"], row["attributes_other"])
+    attrs = sorted((kv["key"], repr(kv["value"]), kv.get("key_strindex", 0)) for kv in points)
+    return (sources.canonical_bytes(row[name] for name in _SOURCE),
+            *(row[name] for name in _METRIC), tuple(attrs))
+
+
+def _value(row: dict) -> dict:
+    kind = row["metric_type"]
+    if kind == "sum":
+        return {"value_double": row["value_double"], "value_int": row["value_int"]}
+    if kind == "histogram":
+        return {"count": row["count"], "sum": row["sum"], "min": row["min"], "max": row["max"],
+                "bucket_counts": list(row["bucket_counts"] or [])}
+    return {"count": row["count"], "sum": row["sum"], "min": row["min"], "max": row["max"],
+            "zero_count": row["zero_count"],
+            "positive": _buckets(row["positive_offset"], row["positive_bucket_counts"]),
+            "negative": _buckets(row["negative_offset"], row["negative_bucket_counts"])}
+
+
+def _buckets(offset, counts) -> dict:
+    """Exponential histogram buckets as {index: count} (an absent side is empty)."""
+    return {} if counts is None else {offset + i: n for i, n in enumerate(counts) if n}
+
+
+def _shape(row: dict) -> tuple:
+    kind = row["metric_type"]
+    if kind == "histogram":
+        return tuple(row["explicit_bounds"] or ())
+    if kind == "exponential_histogram":
+        return (row["scale"], row["zero_threshold"])
+    return ()
+
+
+def _total(value: dict) -> float:
+    """What must not fall in a monotonic stream: a sum's value, a histogram's count."""
+    if "count" in value:
+        return value["count"] or 0
+    return value["value_int"] if value["value_int"] is not None else (value["value_double"] or 0.0)
+
+
+def _combine(a: dict, b: dict, sign: int) -> dict:
+    """a + sign * b, member by member (sums: the member a holds; buckets: by index)."""
+    out = {}
+    for name, x in a.items():
+        y = b.get(name)
+        if name in ("positive", "negative"):
+            keys = set(x) | set(y or {})
+            out[name] = {k: x.get(k, 0) + sign * (y or {}).get(k, 0) for k in keys}
+        elif name in ("min", "max"):
+            # accumulated: the least and greatest of the intervals; a difference has neither
+            known = [v for v in (x, y) if v is not None]
+            out[name] = (min if name == "min" else max)(known) if sign > 0 and known else None
+        elif name == "bucket_counts":
+            out[name] = [p + sign * q for p, q in zip(x, y or [0] * len(x))]
+        elif x is None:
+            out[name] = None
+        else:
+            out[name] = x + sign * (y or 0)
+    return out
+
+
+def _decreased(new: dict, old: dict) -> bool:
+    """A reset of a cumulative series: the total, or any bucket, fell."""
+    if _total(new) < _total(old):
+        return True
+    if "bucket_counts" in new:
+        return any(p < q for p, q in zip(new["bucket_counts"], old["bucket_counts"]))
+    if "positive" in new:
+        return any(new[side].get(k, 0) < n for side in ("positive", "negative") for k, n in old[side].items())
+    return False
+
+
+def _store(row: dict, value: dict, start: int, temporality: int) -> dict:
+    out = dict(row, start_time=start, aggregation_temporality=temporality)
+    if "positive" in value:
+        value = dict(value)
+        for side in ("positive", "negative"):
+            buckets = value.pop(side)
+            if row[f"{side}_bucket_counts"] is None and not buckets:
+                continue  # the side stays absent
+            lo = min(buckets, default=row[f"{side}_offset"] or 0)
+            hi = max(buckets, default=lo - 1)
+            out[f"{side}_offset"] = lo
+            out[f"{side}_bucket_counts"] = [buckets.get(i, 0) for i in range(lo, hi + 1)]
+    out.update(value)
+    if temporality == DELTA and row["metric_type"] != "sum":
+        out["min"] = out["max"] = None  # a cumulative min/max says nothing about the interval
+    return out
+
+
+class Converter:
+    """Stateful conversion of metric rows, stream by stream, in arrival order."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self.counters = Counters()
+        self._streams: dict[tuple, _Stream] = {}
+        self._now = 0
+
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
+
+    def reset(self) -> None:
+        """Forget every stream (a change of the setting: no delta is computed across it)."""
+        self._streams.clear()
+
+    def convert(self, table: pa.Table | pa.RecordBatch, now_ns: int | None = None) -> pa.Table:
+        """The rows to store for ``table``'s rows (full layout), in order, received at ``now_ns``
+        (wall clock; streams idle for ``max_stale_ns`` before it are forgotten first)."""
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        self._now = _time.time_ns() if now_ns is None else now_ns
+        self._expire()
+        # times as int64 nanoseconds (their storage), compared and stored back as they are
+        physical = pa.schema([f.with_type(schema._physical(f.type)) for f in schema.METRICS_SCHEMA])
+        rows = table.select(physical.names).cast(physical).to_pylist()
+        out = [stored for row in rows if (stored := self.convert_row(row)) is not None]
+        return pa.Table.from_pylist(out, schema=physical).cast(schema.METRICS_SCHEMA)
+
+    def convert_row(self, row: dict) -> dict | None:
+        """One point (times as int64 ns): the row to store, or None when it is dropped (and
+        counted)."""
+        target = {"cumulative": CUMULATIVE, "delta": DELTA}.get(self.settings.temporality)
+        kind, given = row["metric_type"], row["aggregation_temporality"]
+        if (target is None or kind not in CONVERTIBLE or given == target or given not in (DELTA, CUMULATIVE)
+                or (target == DELTA and kind == "sum" and not row["is_monotonic"])):
+            # passthrough, gauges and summaries, already right, unknown temporality, and (as the
+            # specification's delta preference does for UpDownCounters) non-monotonic sums to delta
+            self.counters.passed_through_points += 1
+            return row
+        if row["flags"] & NO_RECORDED_VALUE:
+            self.counters.passed_through_points += 1
+            return row  # never a baseline
+        key = stream_key(row)
+        stream = self._streams.get(key)
+        if stream is None and len(self._streams) >= self.settings.max_streams:
+            self.counters.streams_over_limit += 1
+            self.counters.passed_through_points += 1
+            return row  # unconverted; its aggregation_temporality says so
+        if target == DELTA:
+            return self._to_delta(key, stream, row)
+        return self._to_cumulative(key, stream, row)
+
+    def _expire(self) -> None:
+        limit = self.settings.max_stale_ns
+        if limit <= 0 or not self._streams:
+            return
+        stale = [key for key, stream in self._streams.items() if self._now - stream.seen > limit]
+        for key in stale:
+            del self._streams[key]
+
+    def _drop(self, reason: str) -> None:
+        self.counters.dropped_points[reason] += 1
+
+    def _to_delta(self, key: tuple, stream: _Stream | None, row: dict) -> dict | None:
+        value, shape, start, time = _value(row), _shape(row), row["start_time"], row["time"]
+        if stream is not None and time <= stream.time:
+            self._drop(DROP_OLD)
+            return None
+        reset = stream is None or shape != stream.shape or start != stream.start or _decreased(value, stream.value)
+        if not reset:
+            self._streams[key] = _Stream(start, time, value, shape, self._now)
+            self.counters.converted_points += 1
+            return _store(row, _combine(value, stream.value, -1), stream.time, DELTA)
+        # a new baseline: the first point of a stream, or a reset (a value fell, a new start time,
+        # other buckets). It is a delta since its own start only if that start is known and new.
+        first = stream is None
+        self._streams[key] = _Stream(start, time, value, shape, self._now)
+        keep = self.settings.initial_value == "keep" if first else False
+        if (first and self.settings.initial_value == "auto") or not first:
+            after = self.settings.started_at_ns if first else stream.time
+            keep = start != time and start > 0 and start >= after
+        if not keep:
+            self._drop(DROP_BASELINE)
+            return None
+        self.counters.converted_points += 1
+        return _store(row, value, start, DELTA)
+
+    def _to_cumulative(self, key: tuple, stream: _Stream | None, row: dict) -> dict | None:
+        value, shape, start, time = _value(row), _shape(row), row["start_time"], row["time"]
+        if stream is not None:
+            if time <= stream.time:
+                self._drop(DROP_OLD)
+                return None
+            if start < stream.time:
+                self._drop(DROP_OVERLAP)
+                return None
+        if stream is None or shape != stream.shape:
+            total = _Stream(start, time, value, shape, self._now)  # a new stream, or new buckets: a reset
+        else:
+            total = _Stream(stream.start, time, _combine(stream.value, value, +1), shape, self._now)
+        self._streams[key] = total
+        self.counters.converted_points += 1
+        return _store(row, total.value, total.start, CUMULATIVE)
+

@@ -1,0 +1,256 @@
+"""Temporality conversion, reference (otlpd.temporality): every rule of docs/TEMPORALITY.md
+against series computed by hand. Points are (start_time, time, value), times in seconds."""
+import pyarrow as pa
+import pytest
+
+from otlpd import proto as pb
+from otlpd import schema, temporality
+from otlpd.temporality import CUMULATIVE, DELTA, Converter, Settings
+
+S = 10**9  # a second, in ns
+
+
+def kv(key, value):
+    return pb.KeyValue(key=key, value=pb.AnyValue(string_value=value))
+
+
+def request(metrics, service="svc"):
+    resource = pb.Resource(attributes=[kv("service.name", service)])
+    return pb.ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(
+        resource=resource, scope_metrics=[pb.ScopeMetrics(scope=pb.InstrumentationScope(name="m"),
+                                                         metrics=metrics)])])
+
+
+def sum_metric(points, temporality_=CUMULATIVE, monotonic=True, attrs=(), name="requests"):
+    return pb.Metric(name=name, sum=pb.Sum(aggregation_temporality=temporality_, is_monotonic=monotonic, data_points=[
+        pb.NumberDataPoint(start_time_unix_nano=start * S, time_unix_nano=time * S, as_int=value,
+                           attributes=[kv(k, v) for k, v in attrs], flags=flags)
+        for start, time, value, *rest in points for flags in [rest[0] if rest else 0]]))
+
+
+def histogram(points, temporality_=CUMULATIVE, bounds=(1.0, 10.0)):
+    return pb.Metric(name="latency", histogram=pb.Histogram(aggregation_temporality=temporality_, data_points=[
+        pb.HistogramDataPoint(start_time_unix_nano=start * S, time_unix_nano=time * S, count=sum(buckets),
+                              sum=total, bucket_counts=buckets, explicit_bounds=points_bounds, min=0.5, max=20.0)
+        for start, time, buckets, total, *rest in points for points_bounds in [rest[0] if rest else bounds]]))
+
+
+def exponential(points, temporality_=CUMULATIVE):
+    return pb.Metric(name="sizes", exponential_histogram=pb.ExponentialHistogram(
+        aggregation_temporality=temporality_, data_points=[
+            pb.ExponentialHistogramDataPoint(
+                start_time_unix_nano=start * S, time_unix_nano=time * S, scale=scale, count=sum(counts),
+                positive=pb.ExponentialHistogramDataPoint.Buckets(offset=offset, bucket_counts=counts))
+            for start, time, scale, offset, counts in points]))
+
+
+def convert(converter, *metrics, now=None):
+    table = pa_table(*metrics)
+    return converter.convert(table, now_ns=now).to_pylist()
+
+
+def pa_table(*metrics):
+    return schema.decode_metrics(request(list(metrics)).SerializeToString())
+
+
+def series(rows, value="value_int"):
+    return [(r["start_time"].timestamp() if r["start_time"] else 0, r["time"].timestamp(), r[value],
+             r["aggregation_temporality"]) for r in rows]
+
+
+def delta(**settings):
+    return Converter(Settings(temporality="delta", **settings))
+
+
+def cumulative(**settings):
+    return Converter(Settings(temporality="cumulative", **settings))
+
+
+# ---------------------------------------------------------------- to delta
+
+def test_cumulative_sum_to_delta():
+    rows = convert(delta(), sum_metric([(100, 110, 10), (100, 120, 15), (100, 130, 15), (100, 140, 22)]))
+    # the first point is kept (auto: its start is after otlpd started and differs from its time)
+    assert series(rows) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA), (120, 130, 0, DELTA), (130, 140, 7, DELTA)]
+
+
+@pytest.mark.parametrize("initial_value, started_at, kept", [
+    ("auto", 50, True),     # the stream started after otlpd: its first value is a delta since then
+    ("auto", 105, False),   # it started before otlpd: its value holds what otlpd never saw
+    ("keep", 105, True),
+    ("drop", 50, False),
+])
+def test_the_first_point_of_a_stream_by_initial_value(initial_value, started_at, kept):
+    converter = delta(initial_value=initial_value, started_at_ns=started_at * S)
+    rows = convert(converter, sum_metric([(100, 110, 10), (100, 120, 15)]))
+    assert series(rows) == ([(100, 110, 10, DELTA)] if kept else []) + [(110, 120, 5, DELTA)]
+    assert converter.counters.dropped_points.get("baseline", 0) == (0 if kept else 1)
+
+
+def test_auto_drops_a_first_point_whose_start_is_its_time():
+    converter = delta()
+    assert convert(converter, sum_metric([(110, 110, 10)])) == []
+    assert converter.counters.dropped_points == {"baseline": 1}
+
+
+def test_a_reset_with_a_new_start_time_is_a_new_baseline():
+    converter = delta()
+    rows = convert(converter, sum_metric([(100, 110, 10), (100, 120, 15), (125, 130, 4), (125, 140, 9)]))
+    assert series(rows) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA), (125, 130, 4, DELTA), (130, 140, 5, DELTA)]
+
+
+def test_a_decrease_without_a_new_start_is_a_baseline_but_no_delta():
+    """Its value since the unknown reset cannot be told apart from what came before it."""
+    converter = delta()
+    rows = convert(converter, sum_metric([(100, 110, 10), (100, 120, 3), (100, 130, 8)]))
+    assert series(rows) == [(100, 110, 10, DELTA), (120, 130, 5, DELTA)]
+    assert converter.counters.dropped_points == {"baseline": 1}
+
+
+def test_a_point_not_after_the_last_one_is_dropped_and_counted():
+    converter = delta()
+    rows = convert(converter, sum_metric([(100, 110, 10), (100, 120, 15), (100, 115, 12), (100, 120, 16),
+                                          (100, 130, 20)]))
+    assert series(rows) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA), (120, 130, 5, DELTA)]
+    assert converter.counters.dropped_points == {"not_after_last_point": 2}
+
+
+def test_streams_are_told_apart_by_attributes_in_any_order():
+    converter = delta()
+    a = sum_metric([(100, 110, 10), (100, 120, 15)], attrs=[("route", "/a"), ("code", "200")])
+    b = sum_metric([(100, 110, 1), (100, 120, 2)], attrs=[("route", "/b")])
+    a_again = sum_metric([(100, 130, 30)], attrs=[("code", "200"), ("route", "/a")])
+    rows = convert(converter, a, b, a_again)
+    assert [r["value_int"] for r in rows] == [10, 5, 1, 1, 15]
+    assert converter.streams == 2
+
+
+def test_non_monotonic_sums_stay_cumulative_in_delta_mode():
+    converter = delta()
+    rows = convert(converter, sum_metric([(100, 110, 10), (100, 120, 4)], monotonic=False))
+    assert series(rows) == [(100, 110, 10, CUMULATIVE), (100, 120, 4, CUMULATIVE)]
+    assert converter.counters.passed_through_points == 2
+
+
+def test_no_recorded_value_passes_and_is_never_a_baseline():
+    converter = delta()
+    rows = convert(converter, sum_metric([(100, 110, 10), (100, 120, 0, temporality.NO_RECORDED_VALUE),
+                                          (100, 130, 14)]))
+    assert series(rows) == [(100, 110, 10, DELTA), (100, 120, 0, CUMULATIVE), (110, 130, 4, DELTA)]
+
+
+def test_histogram_to_delta_with_a_reset_and_new_bounds():
+    converter = delta()
+    rows = convert(converter, histogram([
+        (100, 110, [1, 2, 0], 15.0),
+        (100, 120, [2, 5, 1], 60.0),
+        (100, 130, [1, 1, 0], 3.0),                      # the count fell: a reset, no delta
+        (100, 140, [3, 1, 0], 9.0),
+        (100, 150, [4, 1, 0, 0], 12.0, (1.0, 5.0, 10.0)),  # new bounds: a new baseline
+        (100, 160, [5, 2, 0, 1], 40.0, (1.0, 5.0, 10.0)),
+    ]))
+    assert [(r["start_time"].timestamp(), r["count"], r["sum"], r["bucket_counts"]) for r in rows] == [
+        (100, 3, 15.0, [1, 2, 0]), (110, 5, 45.0, [1, 3, 1]), (130, 2, 6.0, [2, 0, 0]),
+        (150, 3, 28.0, [1, 1, 0, 1])]
+    assert all(r["min"] is None and r["max"] is None for r in rows)  # a cumulative min/max is not the interval's
+    assert converter.counters.dropped_points == {"baseline": 2}
+
+
+def test_exponential_histogram_to_delta_aligns_buckets_and_resets_on_a_new_scale():
+    converter = delta()
+    rows = convert(converter, exponential([
+        (100, 110, 2, 3, [1, 2]),
+        (100, 120, 2, 2, [4, 1, 3]),   # buckets 2..4: [4, 1, 3] - [0, 1, 2]
+        (100, 130, 1, 1, [5, 5]),      # another scale: a new baseline, no delta
+        (100, 140, 1, 1, [6, 5]),
+    ]))
+    assert [(r["count"], r["positive_offset"], r["positive_bucket_counts"]) for r in rows] == [
+        (3, 3, [1, 2]), (5, 2, [4, 0, 1]), (1, 1, [1, 0])]
+
+
+# ---------------------------------------------------------------- to cumulative
+
+def test_delta_sum_to_cumulative():
+    converter = cumulative()
+    rows = convert(converter, sum_metric([(100, 110, 5), (110, 120, 3), (120, 130, 0), (135, 140, 2)],
+                                         temporality_=DELTA))
+    assert series(rows) == [(100, 110, 5, CUMULATIVE), (100, 120, 8, CUMULATIVE), (100, 130, 8, CUMULATIVE),
+                            (100, 140, 10, CUMULATIVE)]
+
+
+def test_old_and_overlapping_deltas_are_dropped_and_counted():
+    converter = cumulative()
+    rows = convert(converter, sum_metric([(100, 110, 5), (105, 115, 1), (100, 105, 1), (110, 120, 3)],
+                                         temporality_=DELTA))
+    assert series(rows) == [(100, 110, 5, CUMULATIVE), (100, 120, 8, CUMULATIVE)]
+    assert converter.counters.dropped_points == {"overlapping": 1, "not_after_last_point": 1}
+
+
+def test_delta_histogram_to_cumulative_resets_on_new_bounds():
+    converter = cumulative()
+    rows = convert(converter, histogram([
+        (100, 110, [1, 2, 0], 15.0), (110, 120, [1, 0, 1], 30.0),
+        (120, 130, [1, 1], 2.0, (5.0,)),
+    ], temporality_=DELTA))
+    assert [(r["start_time"].timestamp(), r["count"], r["sum"], r["bucket_counts"]) for r in rows] == [
+        (100, 3, 15.0, [1, 2, 0]), (100, 5, 45.0, [2, 2, 1]), (120, 2, 2.0, [1, 1])]
+    assert (rows[1]["min"], rows[1]["max"]) == (0.5, 20.0)  # the least and greatest of the intervals
+
+
+def test_cumulative_points_pass_in_cumulative_mode_and_gauges_everywhere():
+    converter = cumulative()
+    gauge = pb.Metric(name="t", gauge=pb.Gauge(data_points=[pb.NumberDataPoint(time_unix_nano=110 * S, as_double=1.5)]))
+    rows = convert(converter, sum_metric([(100, 110, 10)]), gauge)
+    assert [r["value_int"] for r in rows] == [10, None] and rows[1]["value_double"] == 1.5
+    assert converter.counters.passed_through_points == 2 and converter.streams == 0
+
+
+def test_passthrough_stores_everything_as_it_came():
+    converter = Converter(Settings(temporality="passthrough"))
+    table = pa_table(sum_metric([(100, 110, 5), (110, 120, 3)], temporality_=DELTA), sum_metric([(100, 110, 7)]))
+    assert converter.convert(table).equals(pa.Table.from_batches([table]))
+    assert converter.counters.passed_through_points == 3 and converter.streams == 0
+
+
+# ---------------------------------------------------------------- limits and state
+
+def test_streams_beyond_max_streams_pass_through_unconverted_and_counted():
+    converter = cumulative(max_streams=1)
+    rows = convert(converter, sum_metric([(100, 110, 5), (110, 120, 3)], temporality_=DELTA, attrs=[("a", "1")]),
+                   sum_metric([(100, 110, 2), (110, 120, 2)], temporality_=DELTA, attrs=[("a", "2")]))
+    assert [(r["value_int"], r["aggregation_temporality"]) for r in rows] == [
+        (5, CUMULATIVE), (8, CUMULATIVE), (2, DELTA), (2, DELTA)]
+    assert converter.counters.streams_over_limit == 2 and converter.streams == 1
+
+
+def test_idle_streams_are_forgotten_after_max_stale():
+    converter = cumulative(max_stale_ns=60 * S)
+    convert(converter, sum_metric([(100, 110, 5)], temporality_=DELTA), now=1000 * S)
+    rows = convert(converter, sum_metric([(110, 120, 3)], temporality_=DELTA), now=1030 * S)
+    assert rows[0]["value_int"] == 8
+    rows = convert(converter, sum_metric([(120, 130, 4)], temporality_=DELTA), now=1100 * S)  # 70 s idle
+    assert series(rows) == [(120, 130, 4, CUMULATIVE)]
+
+
+def test_reset_forgets_every_stream():
+    converter = delta()
+    convert(converter, sum_metric([(100, 110, 10)]))
+    converter.reset()
+    assert converter.streams == 0
+    assert series(convert(converter, sum_metric([(100, 120, 15)]))) == [(100, 120, 15, DELTA)]
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="metrics.temporality: must be one of cumulative, delta, passthrough"):
+        Settings(temporality="gauge")
+    with pytest.raises(ValueError, match="metrics.initial_value"):
+        Settings(initial_value="maybe")
+
+
+def test_the_worked_examples_of_temporality_md():
+    rows = convert(delta(started_at_ns=50 * S), sum_metric(
+        [(100, 110, 10), (100, 120, 15), (100, 115, 12), (125, 130, 4), (125, 140, 9), (125, 150, 3)]))
+    assert series(rows) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA), (125, 130, 4, DELTA), (130, 140, 5, DELTA)]
+    rows = convert(cumulative(), sum_metric([(100, 110, 5), (105, 115, 1), (110, 120, 3), (135, 140, 2)],
+                                            temporality_=DELTA))
+    assert series(rows) == [(100, 110, 5, CUMULATIVE), (100, 120, 8, CUMULATIVE), (100, 140, 10, CUMULATIVE)]
