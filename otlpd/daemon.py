@@ -17,6 +17,7 @@ from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.status import Counters, Status
+from otlpd.temporality import TemporalityControl
 from otlpd.writer import SignalWriter, WriterSettings, split_memory_bound
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Daemon:
         self._recover = recover
         self.output_dir = Path(config["output_dir"]).resolve()
         self.status = Status()
+        self.temporality = TemporalityControl(config, self.output_dir)
         self.buffers = {}
         self.writers = {}
         self.receiver_counters = {}
@@ -77,16 +79,19 @@ class Daemon:
         for signal in schema.SIGNALS:
             buffer = buffer_factory(buffer_bytes, max(1, config["buffer.max_items"] // share))
             writer = SignalWriter(signal, sources.rows_schema(signal), buffer,
-                                  self.output_dir / signal, settings)
+                                  self.output_dir / signal, settings,
+                                  stage=self.temporality.stage if signal == "metrics" else None)
             counters = Counters()
             self.buffers[signal] = buffer
             self.writers[signal] = writer
             self.receiver_counters[signal] = counters
             intakes[signal] = Intake(BUFFER_DECODERS[signal], buffer, writer.on_pending, counters)
+        self.temporality.buffer = self.buffers["metrics"]
         self.receiver = Receiver(intakes, config["receiver.retry_delay"])
         self.server = None
         self.port = None
         self.status.register("signals", self._signal_status)
+        self.status.register("temporality", self.temporality.snapshot)
         self.status.register("daemon", lambda: {
             "grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
             "instance": self.instance,

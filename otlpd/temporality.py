@@ -18,13 +18,24 @@ metrics writer), never on the gRPC threads.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import json
+import logging
+import os
+import threading
 from dataclasses import dataclass, field
 import time as _time
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from otlpd import attributes as lean
-from otlpd import schema, sources
+from otlpd import decode, schema, sources
+from otlpd.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 DELTA, CUMULATIVE = 1, 2
 MODES = ("cumulative", "delta", "passthrough")
@@ -83,12 +94,14 @@ _SOURCE = sources.SOURCE_COLUMNS
 _METRIC = ("metric_name", "metric_type", "metric_unit", "is_monotonic")
 
 
-def stream_key(row: dict) -> tuple:
-    """A row's stream identity: resource and scope values, metric columns, sorted attributes."""
+def stream_key(row: dict, source_keys: dict | None = None) -> tuple:
+    """A row's stream identity: resource and scope values (a stored row's source's canonical
+    key from ``source_keys``), metric columns, sorted attributes."""
     points = lean.join(row["attributes"], row["attributes_types"], row["attributes_other"])
     attrs = sorted((kv["key"], repr(kv["value"]), kv.get("key_strindex", 0)) for kv in points)
-    return (sources.canonical_bytes(row[name] for name in _SOURCE),
-            *(row[name] for name in _METRIC), tuple(attrs))
+    source = (source_keys[row["source_id"]] if source_keys is not None
+              else sources.canonical_bytes(row[name] for name in _SOURCE))
+    return (source, *(row[name] for name in _METRIC), tuple(attrs))
 
 
 def _value(row: dict) -> dict:
@@ -183,6 +196,7 @@ class Converter:
         self.counters = Counters()
         self._streams: dict[tuple, _Stream] = {}
         self._now = 0
+        self._keys: dict[int, bytes] | None = None
 
     @property
     def streams(self) -> int:
@@ -192,23 +206,40 @@ class Converter:
         """Forget every stream (a change of the setting: no delta is computed across it)."""
         self._streams.clear()
 
-    def convert(self, table: pa.Table | pa.RecordBatch, now_ns: int | None = None) -> pa.Table:
-        """The rows to store for ``table``'s rows (full layout), in order, received at ``now_ns``
+    def target(self) -> int | None:
+        return {"cumulative": CUMULATIVE, "delta": DELTA}.get(self.settings.temporality)
+
+    def needs(self, table: pa.Table | pa.RecordBatch) -> bool:
+        """Whether any row of ``table`` is a sum or histogram of the other temporality (else
+        every row is stored as it came, and :meth:`convert` is not needed)."""
+        target = self.target()
+        if target is None or table.num_rows == 0:
+            return False
+        other = CUMULATIVE if target == DELTA else DELTA
+        mask = pc.and_(pc.is_in(table.column("metric_type"), value_set=pa.array(CONVERTIBLE)),
+                       pc.equal(table.column("aggregation_temporality"), other))
+        return pc.any(mask).as_py() or False
+
+    def convert(self, table: pa.Table | pa.RecordBatch, now_ns: int | None = None,
+                source_keys: dict[int, bytes] | None = None) -> pa.Table:
+        """The rows to store for ``table``'s rows (the full layout, or stored rows with their
+        sources' canonical keys by id in ``source_keys``), in order, received at ``now_ns``
         (wall clock; streams idle for ``max_stale_ns`` before it are forgotten first)."""
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         self._now = _time.time_ns() if now_ns is None else now_ns
+        self._keys = source_keys
         self._expire()
         # times as int64 nanoseconds (their storage), compared and stored back as they are
-        physical = pa.schema([f.with_type(schema._physical(f.type)) for f in schema.METRICS_SCHEMA])
-        rows = table.select(physical.names).cast(physical).to_pylist()
+        physical = pa.schema([f.with_type(schema._physical(f.type)) for f in table.schema])
+        rows = table.cast(physical).to_pylist()
         out = [stored for row in rows if (stored := self.convert_row(row)) is not None]
-        return pa.Table.from_pylist(out, schema=physical).cast(schema.METRICS_SCHEMA)
+        return pa.Table.from_pylist(out, schema=physical).cast(table.schema)
 
     def convert_row(self, row: dict) -> dict | None:
         """One point (times as int64 ns): the row to store, or None when it is dropped (and
         counted)."""
-        target = {"cumulative": CUMULATIVE, "delta": DELTA}.get(self.settings.temporality)
+        target = self.target()
         kind, given = row["metric_type"], row["aggregation_temporality"]
         if (target is None or kind not in CONVERTIBLE or given == target or given not in (DELTA, CUMULATIVE)
                 or (target == DELTA and kind == "sum" and not row["is_monotonic"])):
@@ -219,7 +250,7 @@ class Converter:
         if row["flags"] & NO_RECORDED_VALUE:
             self.counters.passed_through_points += 1
             return row  # never a baseline
-        key = stream_key(row)
+        key = stream_key(row, self._keys)
         stream = self._streams.get(key)
         if stream is None and len(self._streams) >= self.settings.max_streams:
             self.counters.streams_over_limit += 1
@@ -281,3 +312,116 @@ class Converter:
         self.counters.converted_points += 1
         return _store(row, total.value, total.start, CUMULATIVE)
 
+
+
+class SettingChange:
+    """Pushed through the metrics buffer by a change of the setting: the writer applies it in
+    order, so every request acknowledged before the change is stored under the old setting and
+    every one received after it under the new (a 0-byte, 0-row item always fits the buffer)."""
+
+    num_rows = 0
+    nbytes = 0
+
+    def __init__(self, temporality: str):
+        Settings(temporality=temporality)  # a clear error for an unknown value
+        self.temporality = temporality
+
+    def get_total_buffer_size(self) -> int:
+        return 0
+
+
+class Stage:
+    """The conversion as the metrics writer runs it: on what it drains, in order, on its
+    thread. An item is turned into its stored rows and sources (an otlpd.sources.Lean)."""
+
+    def __init__(self, converter: Converter):
+        self.converter = converter
+
+    def process(self, drained: list) -> list:
+        out = []
+        for item in drained:
+            if isinstance(item, SettingChange):
+                self.converter.settings = dataclasses.replace(self.converter.settings,
+                                                              temporality=item.temporality)
+                self.converter.reset()  # no delta is computed across the change
+                continue
+            out.append(self._convert(decode.as_item(item)))
+        return out
+
+    def _convert(self, item):
+        rows = decode.as_batch(item)
+        if not self.converter.needs(rows):
+            self.converter.counters.passed_through_points += rows.num_rows
+        else:
+            table = self.converter.convert(rows, source_keys=dict(zip(item.source_ids, item.source_keys)))
+            batches = table.combine_chunks().to_batches()
+            rows = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
+        return sources.Lean(rows, item.sources_batch(), item.source_keys)
+
+
+STATE_FILE = "temporality.json"  # in the output directory: the value set over the API
+
+
+class TemporalityControl:
+    """The setting at run time: the configured value, the API's (persisted in the output
+    directory until it is removed), and the metrics writer's stage that applies it."""
+
+    def __init__(self, config, output_dir: Path):
+        self.configured = config["metrics.temporality"]
+        self.path = Path(output_dir) / STATE_FILE
+        self.buffer = None  # the metrics buffer the changes go through (set by the daemon)
+        self._lock = threading.Lock()
+        saved = self._load()
+        self.current = saved["temporality"] if saved else self.configured
+        self.source = "api" if saved else "config"
+        self.changed_at = saved.get("changed_at") if saved else None
+        self.stage = Stage(Converter(Settings(
+            temporality=self.current, initial_value=config["metrics.initial_value"],
+            max_streams=config["metrics.max_streams"], max_stale_ns=int(config["metrics.max_stale"] * 1e9),
+            started_at_ns=_time.time_ns())))
+
+    def _load(self) -> dict | None:
+        try:
+            saved = json.loads(self.path.read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # (an output_dir that is not a directory is the writer's error to tell)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{self.path}: not a saved temporality setting ({error}); "
+                              "remove it to use metrics.temporality") from None
+        if not isinstance(saved, dict) or saved.get("temporality") not in MODES:
+            raise ConfigError(f"{self.path}: temporality must be one of {', '.join(MODES)}; "
+                              "remove it to use metrics.temporality")
+        return saved
+
+    def snapshot(self) -> dict:
+        counters = self.stage.converter.counters
+        return {"temporality": self.current, "configured": self.configured, "source": self.source,
+                "changed_at": self.changed_at, "streams": self.stage.converter.streams,
+                "converted_points": counters.converted_points,
+                "dropped_points": dict(counters.dropped_points),
+                "passed_through_points": counters.passed_through_points,
+                "streams_over_limit": counters.streams_over_limit}
+
+    def set(self, value: str | None) -> dict:
+        """Change the setting (None: back to the configured value, and forget the saved one).
+        Every request received after this returns is stored under the new value."""
+        with self._lock:
+            if value is None:
+                self.path.unlink(missing_ok=True)
+                new, source = self.configured, "config"
+            else:
+                if value not in MODES:
+                    raise ValueError(f"temporality must be one of {', '.join(MODES)}, got {value!r}")
+                new, source = value, "api"
+            changed_at = _time.time()
+            if value is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                scratch = self.path.with_name(self.path.name + ".tmp")
+                scratch.write_text(json.dumps({"temporality": new, "changed_at": changed_at}))
+                os.replace(scratch, self.path)
+            if self.buffer is not None:
+                self.buffer.push(SettingChange(new), 0, 0)
+            old, self.current, self.source, self.changed_at = self.current, new, source, changed_at
+        log.info("metrics.temporality: %s -> %s (%s)", old, new,
+                 "set over the API" if source == "api" else "the configured value again")
+        return self.snapshot()

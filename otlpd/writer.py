@@ -212,8 +212,11 @@ class SignalWriter:
 
     def __init__(self, signal: str, schema: pa.Schema, buffer, directory: Path,
                  settings: WriterSettings, counters: Counters | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, stage=None):
         self.signal = signal
+        # what runs on the drained items, in order, before they are written (the metrics
+        # writer's temporality conversion, otlpd.temporality.Stage)
+        self.stage = stage
         self.schema = schema
         self.buffer = buffer
         self.directory = Path(directory)
@@ -330,7 +333,10 @@ class SignalWriter:
     def _write_pending(self) -> None:
         # hold: what is being written still counts against the buffer's bounds,
         # so they bound the memory of waiting *and* in-flight rows
-        items = self._unwritten + [decode.as_item(item) for item in self.buffer.drain(hold=True)]
+        drained = self.buffer.drain(hold=True)
+        if self.stage is not None:
+            drained = self.stage.process(drained)
+        items = self._unwritten + [decode.as_item(item) for item in drained]
         self._unwritten = []
         if not items:
             return

@@ -16,8 +16,10 @@ from strategies import export_requests, records_multiset
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     output = tmp_path_factory.mktemp("roundtrip")
+    # passthrough: this is the store's losslessness; conversion has its own tests (test_temporality*)
     daemon = Daemon(resolve({}, {}, {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(output),
-                                     "writer.fsync": "false", "writer.write_interval": "1h"}))
+                                     "writer.fsync": "false", "writer.write_interval": "1h",
+                                     "metrics.temporality": "passthrough"}))
     daemon.start()
     yield daemon
     daemon.stop()

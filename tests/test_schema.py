@@ -424,7 +424,8 @@ def data_dir(tmp_path_factory):
 
     tmp_path = tmp_path_factory.mktemp("schema")
     root = tmp_path / "otlpd-data"
-    daemon = start_daemon(tmp_path, output_dir=str(root))
+    # passthrough: the stored points are the requests' own (one of them is a delta histogram)
+    daemon = start_daemon(tmp_path, output_dir=str(root), **{"metrics.temporality": "passthrough"})
     batches = {}
     try:
         with grpc.insecure_channel(daemon.endpoint) as channel:

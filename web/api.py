@@ -17,7 +17,8 @@ from otlpd.web.app import context
 from otlpd.web.models import (HistoryBody, HistoryQuery, LogsBody, LogsQuery, MetricPath,
                               MetricPointsBody, MetricQuery, MetricsBody, RotateRequest, RotateResult,
                               RotationBody, RotationQuery, ServicesBody, SpansBody, SpansQuery,
-                              StatusBody, TraceBody, TracePath, errors)
+                              StatusBody, TemporalityBody, TemporalityRequest, TraceBody, TracePath,
+                              errors)
 from otlpd.web.summary import summarize, writer_states
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 STATE = Tag(name="state", description="live state of the daemon")
 FILES = Tag(name="files", description="files in progress, completed files and rotation")
 DATA = Tag(name="data", description="stored telemetry, read from completed files")
+METRICS = Tag(name="temporality", description="metric temporality conversion (docs/TEMPORALITY.md)")
 
 api = APIBlueprint("api", __name__, url_prefix="/api/v1", abp_responses=errors(400))
 
@@ -114,6 +116,34 @@ def post_rotation(body: RotateRequest):
     log.info("dashboard: rotated %s: %s", body.signal or "every signal",
              ", ".join(path for paths in completed.values() for path in paths) or "nothing to complete")
     return jsonify(completed=completed)
+
+
+def _temporality():
+    control = context().source.temporality
+    if control is None:
+        abort(503, "temporality cannot be changed at run time with receiver.workers > 1 yet")
+    return control
+
+
+@api.get("/temporality", tags=[METRICS], responses={200: TemporalityBody, **errors(503)},
+         summary="The metric temporality in effect, where it comes from, and the conversion's counters")
+def get_temporality():
+    return jsonify(_temporality().snapshot())
+
+
+@api.put("/temporality", tags=[METRICS], security=[{"bearer": []}],
+         responses={200: TemporalityBody, **errors(401, 413, 415, 503)},
+         summary="Store metrics as {\"temporality\": \"delta\"} (or cumulative, passthrough) from now on; "
+                 "kept across restarts")
+def put_temporality(body: TemporalityRequest):
+    return jsonify(_temporality().set(body.temporality))
+
+
+@api.delete("/temporality", tags=[METRICS], security=[{"bearer": []}],
+            responses={200: TemporalityBody, **errors(401, 503)},
+            summary="Back to the configured metrics.temporality (the value set over the API is forgotten)")
+def delete_temporality():
+    return jsonify(_temporality().set(None))
 
 
 @api.get("/services", tags=[DATA], responses={200: ServicesBody},

@@ -135,6 +135,25 @@ class RotateRequest(Strict):
     signal: Optional[SignalName] = Field(None, description="one signal; absent: every signal")
 
 
+TemporalityName = Literal["cumulative", "delta", "passthrough"]
+
+
+class TemporalityRequest(Strict):
+    temporality: TemporalityName = Field(description="what to store sums and histograms as from now on")
+
+
+class TemporalityBody(BaseModel):
+    temporality: TemporalityName = Field(description="in effect for requests received from now on")
+    configured: TemporalityName = Field(description="metrics.temporality")
+    source: Literal["config", "api"] = Field(description="where the value in effect comes from")
+    changed_at: Optional[float] = Field(None, description="Unix seconds of the last change over the API")
+    streams: int = Field(description="streams with conversion state")
+    converted_points: int
+    dropped_points: dict[str, int] = Field(description="dropped points by reason (docs/TEMPORALITY.md)")
+    passed_through_points: int
+    streams_over_limit: int = Field(description="points of streams beyond metrics.max_streams, stored unconverted")
+
+
 class RotateResult(BaseModel):
     completed: dict[str, list[str]] = Field(description="per signal, the paths of the files completed")
 

@@ -44,6 +44,11 @@ class Source:
         self._cached_at = 0.0
 
     @property
+    def temporality(self):
+        """The daemon's TemporalityControl (None for a supervisor of several workers)."""
+        return getattr(self._daemon, "temporality", None)
+
+    @property
     def grpc_endpoint(self) -> str | None:
         return self._daemon.endpoint
 

@@ -1,0 +1,115 @@
+"""Temporality in the running daemon: the metrics writer converts in arrival order, the REST API
+changes the setting at run time (in order with the requests) and the value set over the API
+survives a restart. Real daemons on loopback, real gRPC, real files."""
+import json
+import time
+
+import pytest
+
+from otlpd import files
+from otlpd.temporality import CUMULATIVE, DELTA, STATE_FILE
+from test_temporality import request, sum_metric
+from web_stack import Stack
+
+TOKEN = "s3cret-token"
+# times in seconds after B, which is after every daemon here started (initial_value auto keeps
+# the first point of a stream that started after otlpd did)
+B = int(time.time()) + 1000
+
+
+def stored_points(stack):
+    """(start s, time s, value, temporality) of every stored point, in file order."""
+    stack.daemon.rotate("metrics")
+    rows = []
+    for file in files.completed_files(stack.output_dir / "metrics"):
+        rows += files.read_table(file.path).to_pylist()
+    return [(int(r["start_time"].timestamp()) - B, int(r["time"].timestamp()) - B, r["value_int"],
+             r["aggregation_temporality"]) for r in rows]
+
+
+def send_points(stack, points, temporality_=CUMULATIVE):
+    for start, end, value in points:
+        stack.send("metrics", request([sum_metric([(B + start, B + end, value)], temporality_=temporality_)]))
+
+
+@pytest.fixture
+def delta_stack(tmp_path):
+    stack = Stack(tmp_path, admin_token=TOKEN, **{"metrics.temporality": "delta"})
+    yield stack
+    stack.close()
+
+
+def auth():
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_cumulative_points_are_stored_as_deltas(delta_stack):
+    send_points(delta_stack, [(100, 110, 10), (100, 120, 15), (100, 130, 22)])
+    assert stored_points(delta_stack) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA), (120, 130, 7, DELTA)]
+    state = delta_stack.client.get("/api/v1/temporality").get_json()
+    assert state["temporality"] == state["configured"] == "delta" and state["source"] == "config"
+    assert state["streams"] == 1 and state["converted_points"] == 3
+
+
+def test_put_applies_to_requests_after_it_and_resets_the_state(delta_stack):
+    client = delta_stack.client
+    send_points(delta_stack, [(100, 110, 10), (100, 120, 15)])
+    answer = client.put("/api/v1/temporality", json={"temporality": "cumulative"}, headers=auth())
+    assert answer.status_code == 200
+    assert answer.get_json()["temporality"] == "cumulative" and answer.get_json()["source"] == "api"
+    # acknowledged before the PUT, possibly still in the buffer: stored as deltas
+    send_points(delta_stack, [(120, 130, 4), (130, 140, 6)], temporality_=DELTA)
+    assert stored_points(delta_stack) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA),
+                                          (120, 130, 4, CUMULATIVE), (120, 140, 10, CUMULATIVE)]
+    assert client.get("/api/v1/temporality").get_json()["streams"] == 1  # the new setting's stream only
+
+
+def test_bad_changes_change_nothing(delta_stack):
+    client = delta_stack.client
+    bad = client.put("/api/v1/temporality", json={"temporality": "gauge"}, headers=auth())
+    assert bad.status_code == 400 and "error" in bad.get_json()
+    assert client.put("/api/v1/temporality", json={"temporality": "cumulative"}).status_code == 401
+    assert client.put("/api/v1/temporality", data="temporality=cumulative", headers=auth()).status_code == 415
+    assert client.get("/api/v1/temporality").get_json()["temporality"] == "delta"
+    assert not (delta_stack.output_dir / STATE_FILE).exists()
+
+
+def test_the_value_set_over_the_api_survives_a_restart_until_deleted(tmp_path):
+    stack = Stack(tmp_path, admin_token=TOKEN)
+    try:
+        assert stack.client.put("/api/v1/temporality", json={"temporality": "delta"},
+                                headers=auth()).status_code == 200
+        saved = json.loads((stack.output_dir / STATE_FILE).read_text())
+        assert saved["temporality"] == "delta"
+    finally:
+        stack.close()
+    stack = Stack(tmp_path, admin_token=TOKEN)
+    try:
+        state = stack.client.get("/api/v1/temporality").get_json()
+        assert (state["temporality"], state["configured"], state["source"]) == ("delta", "cumulative", "api")
+        send_points(stack, [(100, 110, 10), (100, 120, 15)])
+        assert stored_points(stack) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA)]
+        back = stack.client.delete("/api/v1/temporality", headers=auth())
+        assert back.status_code == 200
+        assert (back.get_json()["temporality"], back.get_json()["source"]) == ("cumulative", "config")
+        assert not (stack.output_dir / STATE_FILE).exists()
+    finally:
+        stack.close()
+
+
+def test_a_broken_saved_value_is_one_clear_line_at_start(tmp_path):
+    from daemon_process import assert_one_line_error, run_otlpd
+
+    output = tmp_path / "data"
+    output.mkdir()
+    (output / STATE_FILE).write_text('{"temporality": "sideways"}')
+    result = run_otlpd("--output-dir", str(output), "--grpc-endpoint", "127.0.0.1:0")
+    line = assert_one_line_error(result, "temporality must be one of cumulative, delta, passthrough")
+    assert STATE_FILE in line
+
+
+def test_the_setting_is_checked_at_start(tmp_path):
+    from daemon_process import assert_one_line_error, run_otlpd
+
+    result = run_otlpd("--output-dir", str(tmp_path / "d"), "--metrics.temporality", "sideways")
+    assert_one_line_error(result, "metrics.temporality: must be one of cumulative, delta, passthrough")
