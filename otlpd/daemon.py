@@ -8,11 +8,12 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from otlpd import memory, schema, sources
 from otlpd.buffer import IMPLEMENTATION as BUFFER_IMPLEMENTATION
 from otlpd.buffer import BatchBuffer
-from otlpd.config import Config, ConfigError
+from otlpd.config import Config, ConfigError, resolve
 from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
 from otlpd.receiver import BindError, Intake, Receiver, build_server
@@ -60,8 +61,9 @@ class Daemon:
 
     def __init__(self, config: Config, instance: str = "", share: int = 1,
                  reuse_port: bool = False, recover: bool = True, retention: bool = True,
-                 buffer_factory=BatchBuffer):
+                 buffer_factory=BatchBuffer, grpc: bool = True):
         self.config = config
+        self._serve_grpc = grpc
         self.instance = instance
         self._reuse_port = reuse_port
         self._recover = recover
@@ -112,6 +114,10 @@ class Daemon:
         check_output_dir(self.output_dir)
         for writer in self.writers.values():
             writer.prepare(recover=self._recover)
+        if not self._serve_grpc:  # embedded: requests come through ingest() only
+            for writer in self.writers.values():
+                writer.start()
+            return
         try:
             self.server, self.port = build_server(
                 self.receiver, self.config["grpc_endpoint"], self.config["receiver.threads"],
@@ -130,6 +136,29 @@ class Daemon:
             self.port = None  # endpoint None: not serving (the dashboard's readiness reads it)
         for writer in self.writers.values():
             writer.stop()
+
+    @classmethod
+    def embedded(cls, output_dir: str | Path, grpc: bool = False, **settings: Any) -> "Daemon":
+        """A daemon for use inside an application (``with Daemon.embedded("otlpd-data") as
+        daemon:``): settings by their keys (``**{"metrics.temporality": "delta"}``), no gRPC
+        port unless ``grpc`` is true, no dashboard (``otlpd.web.server.build_dashboard`` adds
+        one). Requests come from :mod:`otlpd.sdk`'s exporters or :meth:`ingest`."""
+        values = {"output_dir": str(output_dir), **{key: str(value) for key, value in settings.items()}}
+        if not grpc:
+            values.setdefault("grpc_endpoint", "127.0.0.1:0")
+        return cls(resolve({}, {}, values), grpc=grpc)
+
+    def __enter__(self) -> "Daemon":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def ingest(self, signal: str, request: bytes) -> None:
+        """One Export request's bytes from this process; raises receiver.IngestError when
+        refused (a full buffer: ``retryable``)."""
+        self.receiver.ingest(signal, request)
 
     def rotate(self, signal: str | None = None) -> dict[str, str | None]:
         """Complete the current file of one signal (or all); returns the completed paths."""

@@ -61,6 +61,26 @@ def _retry_status(delay_seconds: float, message: str) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+class IngestError(Exception):
+    """A request refused in process (:meth:`Receiver.ingest`): the gRPC status it would get."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.retryable = code == grpc.StatusCode.UNAVAILABLE  # a full buffer: retry later
+
+
+class _InProcess:
+    """What :meth:`Receiver.export` needs of a gRPC context, for requests from this process:
+    an abort raises :class:`IngestError`."""
+
+    def abort(self, code: grpc.StatusCode, details: str):
+        raise IngestError(code, details)
+
+    def abort_with_status(self, status):
+        raise IngestError(status.code, status.details)
+
+
 class Receiver:
     """Export handlers for the three signals; holds no state besides its intakes."""
 
@@ -108,6 +128,11 @@ class Receiver:
             intake.counters.add(**counts)
         intake.on_pending(pending)
         return EMPTY_RESPONSE
+
+    def ingest(self, signal: str, request: bytes) -> None:
+        """One Export request from this process (the SDK exporters of :mod:`otlpd.sdk`): the
+        same checks, decode, buffer and counters as over gRPC; a refusal raises IngestError."""
+        self.export(signal, request, _InProcess())
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         result = []

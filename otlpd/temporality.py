@@ -17,6 +17,7 @@ metrics writer), never on the gRPC threads.
 """
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import json
@@ -260,6 +261,21 @@ class Converter:
             return self._to_delta(key, stream, row)
         return self._to_cumulative(key, stream, row)
 
+    # -- the state saved beside the files (docs/TEMPORALITY.md, "Restarts")
+
+    def state(self) -> dict:
+        """Every stream's state as JSON-ready data, with the setting it belongs to."""
+        return {"version": 1, "temporality": self.settings.temporality,
+                "streams": [[_key_json(key), s.start, s.time, _value_json(s.value), list(s.shape), s.seen]
+                            for key, s in self._streams.items()]}
+
+    def load(self, state: dict) -> None:
+        """Take the streams of a saved :meth:`state` (of this setting; else nothing)."""
+        if state.get("version") != 1 or state.get("temporality") != self.settings.temporality:
+            return
+        self._streams = {_key_from_json(key): _Stream(start, time, _value_from_json(value), tuple(shape), seen)
+                         for key, start, time, value, shape, seen in state["streams"]}
+
     def _expire(self) -> None:
         limit = self.settings.max_stale_ns
         if limit <= 0 or not self._streams:
@@ -314,6 +330,24 @@ class Converter:
 
 
 
+def _key_json(key: tuple) -> list:
+    source, *metric, attrs = key
+    return [base64.b64encode(source).decode("ascii"), *metric, [list(a) for a in attrs]]
+
+
+def _key_from_json(data: list) -> tuple:
+    source, *metric, attrs = data
+    return (base64.b64decode(source), *metric, tuple(tuple(a) for a in attrs))
+
+
+def _value_json(value: dict) -> dict:
+    return {name: sorted(v.items()) if name in ("positive", "negative") else v for name, v in value.items()}
+
+
+def _value_from_json(data: dict) -> dict:
+    return {name: {int(k): n for k, n in v} if name in ("positive", "negative") else v for name, v in data.items()}
+
+
 class SettingChange:
     """Pushed through the metrics buffer by a change of the setting: the writer applies it in
     order, so every request acknowledged before the change is stored under the old setting and
@@ -334,12 +368,21 @@ class Stage:
     """The conversion as the metrics writer runs it: on what it drains, in order, on its
     thread. An item is turned into its stored rows and sources (an otlpd.sources.Lean)."""
 
-    def __init__(self, converter: Converter):
+    def __init__(self, converter: Converter, save=None):
         self.converter = converter
+        self.save = save    # called with the converter after a write that changed its state
+        self.dirty = False
+
+    def commit(self) -> None:
+        """The writer wrote what this stage converted: save the state it left."""
+        if self.dirty and self.save is not None:
+            self.save(self.converter)
+            self.dirty = False
 
     def process(self, drained: list) -> list:
         out = []
         for item in drained:
+            self.dirty = True
             if isinstance(item, SettingChange):
                 self.converter.settings = dataclasses.replace(self.converter.settings,
                                                               temporality=item.temporality)
@@ -360,6 +403,7 @@ class Stage:
 
 
 STATE_FILE = "temporality.json"  # in the output directory: the value set over the API
+STREAMS_FILE = "temporality-streams.json"  # beside it: the conversion state of every stream
 
 
 class TemporalityControl:
@@ -375,10 +419,37 @@ class TemporalityControl:
         self.current = saved["temporality"] if saved else self.configured
         self.source = "api" if saved else "config"
         self.changed_at = saved.get("changed_at") if saved else None
-        self.stage = Stage(Converter(Settings(
+        self.streams_path = Path(output_dir) / STREAMS_FILE
+        converter = Converter(Settings(
             temporality=self.current, initial_value=config["metrics.initial_value"],
             max_streams=config["metrics.max_streams"], max_stale_ns=int(config["metrics.max_stale"] * 1e9),
-            started_at_ns=_time.time_ns())))
+            started_at_ns=_time.time_ns()))
+        self._load_streams(converter)
+        self.stage = Stage(converter, save=self._save_streams)
+
+    def _load_streams(self, converter: Converter) -> None:
+        """The streams saved by the last run, if they belong to the setting now in effect (a
+        state that cannot be read is logged and ignored: the streams start afresh)."""
+        try:
+            converter.load(json.loads(self.streams_path.read_text()))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            log.warning("%s: conversion state not read (%s); every stream starts afresh",
+                        self.streams_path, error)
+            converter.reset()
+            return
+        if converter.streams:
+            log.info("metrics temporality: %d streams go on from %s", converter.streams, self.streams_path)
+
+    def _save_streams(self, converter: Converter) -> None:
+        """Atomically: a crash leaves the previous state or this one."""
+        try:
+            scratch = self.streams_path.with_name(self.streams_path.name + ".tmp")
+            scratch.write_text(json.dumps(converter.state()))
+            os.replace(scratch, self.streams_path)
+        except OSError as error:
+            log.error("%s: conversion state not saved: %s", self.streams_path, error)
 
     def _load(self) -> dict | None:
         try:

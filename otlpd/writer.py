@@ -339,6 +339,8 @@ class SignalWriter:
         items = self._unwritten + [decode.as_item(item) for item in drained]
         self._unwritten = []
         if not items:
+            if self.stage is not None:
+                self.stage.commit()  # e.g. a change of the setting alone
             return
         written_rows = written_batches = 0
         group: list = []
@@ -373,6 +375,8 @@ class SignalWriter:
         finally:
             self.counters.add(written_rows=written_rows, written_batches=written_batches)
         self.buffer.release_held()
+        if self.stage is not None:
+            self.stage.commit()  # its state now matches what was written
         self._last_error = None
         self._update_state()
 

@@ -254,3 +254,24 @@ def test_the_worked_examples_of_temporality_md():
     rows = convert(cumulative(), sum_metric([(100, 110, 5), (105, 115, 1), (110, 120, 3), (135, 140, 2)],
                                             temporality_=DELTA))
     assert series(rows) == [(100, 110, 5, CUMULATIVE), (100, 120, 8, CUMULATIVE), (100, 140, 10, CUMULATIVE)]
+
+
+def test_saved_state_goes_on_where_it_left_off():
+    """state() is plain JSON; a converter loading it continues every kind of stream."""
+    import json
+
+    first = delta()
+    convert(first, sum_metric([(100, 110, 10)], attrs=[("route", "/a")]),
+            histogram([(100, 110, [1, 2, 0], 15.0)]), exponential([(100, 110, 2, 3, [1, 2])]))
+    state = json.loads(json.dumps(first.state()))
+    second = delta()
+    second.load(state)
+    assert second.streams == 3
+    rows = convert(second, sum_metric([(100, 120, 12)], attrs=[("route", "/a")]),
+                   histogram([(100, 120, [1, 3, 1], 40.0)]), exponential([(100, 120, 2, 3, [2, 2])]))
+    assert [r["value_int"] for r in rows[:1]] == [2]
+    assert (rows[1]["count"], rows[1]["bucket_counts"]) == (2, [0, 1, 1])
+    assert (rows[2]["count"], rows[2]["positive_offset"], rows[2]["positive_bucket_counts"]) == (1, 3, [1, 0])
+    other = cumulative()
+    other.load(state)  # saved under another setting: not taken
+    assert other.streams == 0

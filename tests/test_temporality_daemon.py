@@ -4,10 +4,11 @@ survives a restart. Real daemons on loopback, real gRPC, real files."""
 import json
 import time
 
+import polars as pl
 import pytest
 
 from otlpd import files
-from otlpd.temporality import CUMULATIVE, DELTA, STATE_FILE
+from otlpd.temporality import CUMULATIVE, DELTA, STATE_FILE, STREAMS_FILE
 from test_temporality import request, sum_metric
 from web_stack import Stack
 
@@ -113,3 +114,92 @@ def test_the_setting_is_checked_at_start(tmp_path):
 
     result = run_otlpd("--output-dir", str(tmp_path / "d"), "--metrics.temporality", "sideways")
     assert_one_line_error(result, "metrics.temporality: must be one of cumulative, delta, passthrough")
+
+
+def test_sdk_cumulative_metrics_are_stored_as_the_right_deltas(delta_stack):
+    """The OpenTelemetry SDK's default (cumulative) temporality into a daemon with
+    metrics.temporality delta: a counter and a histogram become deltas, an up-down counter stays
+    cumulative (docs/TEMPORALITY.md)."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"http://{delta_stack.daemon.endpoint}", insecure=True),
+        export_interval_millis=3_600_000)
+    provider = MeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("temporality.e2e")
+    orders = meter.create_counter("orders")
+    queue = meter.create_up_down_counter("queue")
+    latency = meter.create_histogram("latency")
+    orders.add(5)
+    queue.add(4)
+    latency.record(1.0)
+    latency.record(7.0)
+    assert provider.force_flush(30_000)
+    orders.add(3)
+    queue.add(-1)
+    latency.record(20.0)
+    assert provider.force_flush(30_000)
+    provider.shutdown()  # exports once more: nothing changed
+    delta_stack.daemon.rotate("metrics")
+    rows = [row for file in files.completed_files(delta_stack.output_dir / "metrics")
+            for row in pl.from_arrow(files.read_table(file.path)).with_columns(
+                pl.col("start_time", "time").cast(pl.Int64)).to_dicts()]  # SDK times are not whole microseconds
+    by_name = {}
+    for row in rows:
+        by_name.setdefault(row["metric_name"], []).append(row)
+    assert [(r["value_int"], r["aggregation_temporality"]) for r in by_name["orders"]] == [
+        (5, DELTA), (3, DELTA), (0, DELTA)]
+    assert [(r["value_int"], r["aggregation_temporality"]) for r in by_name["queue"]] == [
+        (4, CUMULATIVE), (3, CUMULATIVE), (3, CUMULATIVE)]
+    assert [(r["count"], r["sum"], r["aggregation_temporality"]) for r in by_name["latency"]] == [
+        (2, 8.0, DELTA), (1, 20.0, DELTA), (0, 0.0, DELTA)]
+    # each delta covers the time since the stream's previous point
+    orders_rows = by_name["orders"]
+    assert all(later["start_time"] == earlier["time"] for earlier, later in zip(orders_rows, orders_rows[1:]))
+
+
+def test_a_restart_goes_on_from_the_saved_state_without_a_spike(tmp_path):
+    """The Collector's processors keep state in memory only: after a restart the next cumulative
+    point is taken as a first point (contrib issues 18053, 17190, 36551). otlpd saves every
+    stream's state beside the files and goes on from it."""
+    settings = {"metrics.temporality": "delta"}
+    stack = Stack(tmp_path, **settings)
+    try:
+        send_points(stack, [(100, 110, 10), (100, 120, 15)])
+        assert stored_points(stack) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA)]
+    finally:
+        stack.close()  # a clean stop saves the state
+    saved = json.loads((stack.output_dir / STREAMS_FILE).read_text())
+    assert saved["temporality"] == "delta" and len(saved["streams"]) == 1
+    stack = Stack(tmp_path, **settings)
+    try:
+        send_points(stack, [(100, 130, 22)])
+        # the delta since the last point before the restart, not 22 since the stream's start
+        assert stored_points(stack)[-1] == (120, 130, 7, DELTA)
+        assert stack.client.get("/api/v1/temporality").get_json()["streams"] == 1
+    finally:
+        stack.close()
+
+
+def test_a_saved_state_of_another_setting_or_unreadable_is_not_used(tmp_path):
+    stack = Stack(tmp_path, **{"metrics.temporality": "delta"})
+    try:
+        send_points(stack, [(100, 110, 10)])
+        stored_points(stack)
+    finally:
+        stack.close()
+    stack = Stack(tmp_path, **{"metrics.temporality": "cumulative"})  # another setting: start afresh
+    try:
+        assert stack.client.get("/api/v1/temporality").get_json()["streams"] == 0
+    finally:
+        stack.close()
+    (stack.output_dir / STREAMS_FILE).write_text("{not json")
+    stack = Stack(tmp_path, **{"metrics.temporality": "delta"})
+    try:
+        assert stack.client.get("/api/v1/temporality").get_json()["streams"] == 0
+        send_points(stack, [(100, 140, 30)])  # a first point again
+        assert stored_points(stack)[-1] == (100, 140, 30, DELTA)
+    finally:
+        stack.close()

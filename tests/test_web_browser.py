@@ -437,6 +437,25 @@ def test_span_names_with_markup_are_shown_as_text(tab, dashboard, tmp_path):
 
 
 @screenshot_on_failure
+def test_temporality_page_shows_and_changes_the_setting(tab, dashboard, tmp_path):
+    page = tab.page
+    tab.goto("/temporality")
+    page.wait_for_function("() => document.getElementById('t-current').textContent === 'cumulative'")
+    assert page.locator("#t-source").text_content() == "the configuration"
+    assert page.locator("input[value=cumulative]").is_checked()
+    page.check("input[value=delta]")
+    page.fill("#admin-token", TOKEN)
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_function("() => document.getElementById('temporality-message').className.includes('message-ok')")
+    assert "stored as delta" in page.locator("#temporality-message").text_content()
+    assert page.locator("#t-current").text_content() == "delta"
+    assert dashboard.get("/api/v1/temporality")["source"] == "api"
+    page.get_by_role("button", name="Back to the configured value").click()
+    page.wait_for_function("() => document.getElementById('t-current').textContent === 'cumulative'")
+    assert dashboard.get("/api/v1/temporality")["source"] == "config"
+    tab.assert_clean()
+
+
 def test_every_page_loads_without_errors_or_csp_violations(tab, dashboard, tmp_path):
     page = tab.page
     trace_id = dashboard.send_and_store(lambda telemetry: (
@@ -449,6 +468,7 @@ def test_every_page_loads_without_errors_or_csp_violations(tab, dashboard, tmp_p
         "/data": "#metric-chart canvas",
         f"/traces/{trace_id}": "#waterfall .wf-bar",
         "/api": "article.operation",
+        "/temporality": "#t-current",
     }
     for path, ready in pages.items():
         response = tab.goto(path)

@@ -55,7 +55,8 @@ class WebContext:
 
     @property
     def nav(self) -> list[tuple[str, str]]:
-        entries = [("Overview", "pages.overview"), ("Files", "pages.files"), ("Data", "pages.data")]
+        entries = [("Overview", "pages.overview"), ("Files", "pages.files"), ("Data", "pages.data"),
+                   ("Temporality", "pages.temporality")]
         for extension in self.extensions:
             entries += extension.nav
         return entries + [("API", "pages.api_reference")]

@@ -37,6 +37,11 @@ def data():
     return render_template("data.html", page="data")
 
 
+@bp.get("/temporality")
+def temporality():
+    return render_template("temporality.html", page="temporality")
+
+
 @bp.get("/traces/<trace_id>")
 def trace(trace_id: str):
     if not _TRACE_ID.match(trace_id):
