@@ -223,3 +223,13 @@ def test_ab_killed_with_sigterm_stops_the_daemon_it_started():
     finally:
         if ab.poll() is None:
             ab.kill()
+
+
+def test_temporality_benchmark_measures_every_setting():
+    done = _run("-m", "benchmarks.temporality", "--series", "5", "--rounds", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert set(lines) == {"passthrough", "cumulative", "delta"}
+    assert "converted 0 " in lines["passthrough"] and "converted 0 " in lines["cumulative"]
+    # 5 series x 3 metrics convertible to delta (the up-down counter stays) x 3 reports
+    assert "converted 45 " in lines["delta"] and "dropped 0" in lines["delta"]

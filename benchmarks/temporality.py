@@ -1,0 +1,96 @@
+"""What temporality conversion costs the metrics writer, per stored point, by setting.
+
+Realistic cumulative streams: ``--series`` series of a counter, an up-down counter, a histogram and
+an exponential histogram, reported ``--rounds`` times with increasing timestamps (each request one
+report of every series, as an SDK's periodic reader sends them). Each request is decoded as the
+receiver decodes it, then the metrics writer's stage (``otlpd.temporality.Stage``) runs on it as the
+writer does; the figure is the stage's CPU per point, beside the decode's, for ``passthrough``,
+``cumulative`` (the input is already cumulative: one vectorised check a request) and ``delta``
+(every sum and histogram converted).
+
+    python -m benchmarks.temporality [--series 200] [--rounds 20]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
+from opentelemetry.proto.resource.v1 import resource_pb2
+
+from otlpd.decode import BUFFER_DECODERS, IMPLEMENTATION
+from otlpd.temporality import Converter, Settings, Stage
+
+S = 10**9
+T0 = time.time_ns() + 3600 * S  # after this process started: initial_value auto keeps first points
+
+
+def _kv(key, value):
+    return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
+
+
+def report(series: int, round_: int) -> bytes:
+    start, now = T0, T0 + (round_ + 1) * 10 * S
+    n = round_ + 1
+    counter, updown, hist, exp = [], [], [], []
+    for i in range(series):
+        attrs = [_kv("http.route", f"/r{i % 50}"), _kv("instance", f"i{i}")]
+        common = {"attributes": attrs, "start_time_unix_nano": start, "time_unix_nano": now}
+        counter.append(m.NumberDataPoint(as_int=n * (i + 1), **common))
+        updown.append(m.NumberDataPoint(as_int=(n * i) % 17, **common))
+        hist.append(m.HistogramDataPoint(count=3 * n, sum=4.5 * n, bucket_counts=[n, n, n],
+                                         explicit_bounds=[1.0, 5.0], **common))
+        exp.append(m.ExponentialHistogramDataPoint(
+            count=2 * n, sum=3.0 * n, scale=2, zero_count=0,
+            positive=m.ExponentialHistogramDataPoint.Buckets(offset=1, bucket_counts=[n, n]), **common))
+    cumulative = m.AGGREGATION_TEMPORALITY_CUMULATIVE
+    metrics = [
+        m.Metric(name="requests", unit="1", sum=m.Sum(data_points=counter, is_monotonic=True,
+                                                     aggregation_temporality=cumulative)),
+        m.Metric(name="queue", unit="1", sum=m.Sum(data_points=updown, is_monotonic=False,
+                                                  aggregation_temporality=cumulative)),
+        m.Metric(name="latency", unit="ms", histogram=m.Histogram(data_points=hist, aggregation_temporality=cumulative)),
+        m.Metric(name="size", unit="By", exponential_histogram=m.ExponentialHistogram(
+            data_points=exp, aggregation_temporality=cumulative)),
+    ]
+    resource = resource_pb2.Resource(attributes=[_kv("service.name", "bench")])
+    return ms.ExportMetricsServiceRequest(resource_metrics=[m.ResourceMetrics(
+        resource=resource, scope_metrics=[m.ScopeMetrics(metrics=metrics)])]).SerializeToString()
+
+
+def measure(mode: str, requests: list[bytes]) -> tuple[float, float, dict]:
+    decode = BUFFER_DECODERS["metrics"]
+    stage = Stage(Converter(Settings(temporality=mode)))
+    decode_cpu = stage_cpu = 0.0
+    points = 0
+    for data in requests:
+        began = time.process_time()
+        item = decode(data)
+        decoded = time.process_time()
+        stage.process([item])
+        stage_cpu += time.process_time() - decoded
+        decode_cpu += decoded - began
+        points += item.num_rows
+    return decode_cpu / points, stage_cpu / points, stage.converter.counters.snapshot()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    requests = [report(args.series, r) for r in range(args.rounds)]
+    print(f"decoder {IMPLEMENTATION}; {args.series} series x 4 metrics, {args.rounds} reports; "
+          "CPU per point, us")
+    for mode in ("passthrough", "cumulative", "delta"):
+        decode_us, stage_us, counters = measure(mode, requests)
+        decode_us, stage_us = decode_us * 1e6, stage_us * 1e6
+        print(f"{mode:12} decode {decode_us:7.3f}  stage {stage_us:8.3f}  stage/decode {stage_us / decode_us:6.2f}x  "
+              f"converted {counters['converted_points']:,} passed {counters['passed_through_points']:,} "
+              f"dropped {sum(counters['dropped_points'].values()):,}")
+
+
+if __name__ == "__main__":
+    main()
