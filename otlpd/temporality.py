@@ -392,6 +392,12 @@ class Stage:
         return out
 
     def _convert(self, item):
+        target = self.converter.target()
+        mask = getattr(item, "temporalities", None)  # a Chunk's, counted by the decoder
+        if target is None or (mask is not None and not mask & (1 << (CUMULATIVE if target == DELTA else DELTA))):
+            # nothing to convert: the item goes on as it is (a Chunk stays one, merged natively)
+            self.converter.counters.passed_through_points += item.num_rows
+            return item
         rows = decode.as_batch(item)
         if not self.converter.needs(rows):
             self.converter.counters.passed_through_points += rows.num_rows

@@ -602,6 +602,23 @@ def test_a_file_of_awkward_attributes_scans_completely_in_every_reader(tmp_path)
 # --------------------------------------------------------------------------- SCHEMA.md queries
 
 
+@pytest.fixture(scope="module")
+def sdk_data_dir(tmp_path_factory):
+    """The documented queries' data, sent by the OpenTelemetry SDK to a real daemon."""
+    import sdk_schema_data
+    from daemon_process import start_daemon
+
+    tmp_path = tmp_path_factory.mktemp("schema-sdk")
+    root = tmp_path / "otlpd-data"
+    daemon = start_daemon(tmp_path, output_dir=str(root))
+    try:
+        sdk_schema_data.send(daemon.endpoint)
+        daemon.rotate()
+    finally:
+        daemon.stop()
+    return root
+
+
 def doc_query(name: str) -> str:
     match = re.search(rf"<!-- query:{name} -->\s*```python\n(.*?)```", DOC.read_text(), re.S)
     assert match, f"no {name} query in {DOC}"
@@ -609,8 +626,8 @@ def doc_query(name: str) -> str:
 
 
 @pytest.mark.parametrize("engine", ["polars", "duckdb"])
-def test_documented_query(data_dir, monkeypatch, capsys, engine):
-    root, _ = data_dir
+def test_documented_query(sdk_data_dir, monkeypatch, capsys, engine):
+    root = sdk_data_dir
     monkeypatch.chdir(root.parent)  # the documented queries use the relative "otlpd-data"
     namespace = {}
     exec(compile(doc_query(engine), f"SCHEMA.md:{engine}", "exec"), namespace)
@@ -625,8 +642,8 @@ def test_documented_query(data_dir, monkeypatch, capsys, engine):
 
 
 @pytest.mark.parametrize("engine", ["polars-more", "duckdb-more"])
-def test_documented_queries_of_every_kind(data_dir, monkeypatch, capsys, engine):
-    root, _ = data_dir
+def test_documented_queries_of_every_kind(sdk_data_dir, monkeypatch, capsys, engine):
+    root = sdk_data_dir
     monkeypatch.chdir(root.parent)
     namespace = {}
     exec(compile(doc_query(engine), f"SCHEMA.md:{engine}", "exec"), namespace)

@@ -275,3 +275,27 @@ def test_saved_state_goes_on_where_it_left_off():
     other = cumulative()
     other.load(state)  # saved under another setting: not taken
     assert other.streams == 0
+
+
+def test_the_decoder_tells_which_temporalities_a_request_holds():
+    """Chunk.temporalities: the writer's stage skips a chunk with nothing to convert without
+    importing it, so it stays a chunk (merged natively)."""
+    from otlpd import _decoder
+
+    def mask(*metrics):
+        return _decoder.decode_chunk("metrics", request(list(metrics)).SerializeToString()).temporalities
+
+    gauge = pb.Metric(name="t", gauge=pb.Gauge(data_points=[pb.NumberDataPoint(time_unix_nano=110 * S, as_double=1.5)]))
+    assert mask(gauge) == 0
+    assert mask(sum_metric([(100, 110, 5)], temporality_=DELTA)) == 1 << DELTA
+    assert mask(histogram([(100, 110, [1, 2, 0], 15.0)]), gauge) == 1 << CUMULATIVE
+    assert mask(sum_metric([(100, 110, 5)], temporality_=0), sum_metric([(100, 110, 5)], temporality_=DELTA)) == 0b11
+    assert mask(pb.Metric(name="empty", sum=pb.Sum(aggregation_temporality=DELTA))) == 0  # no points
+
+    stage = temporality.Stage(cumulative())
+    chunk = _decoder.decode_chunk("metrics", request([sum_metric([(100, 110, 5)])]).SerializeToString())
+    assert stage.process([chunk]) == [chunk]  # cumulative already: untouched
+    delta_chunk = _decoder.decode_chunk("metrics", request([sum_metric([(100, 110, 5), (110, 120, 2)],
+                                                                       temporality_=DELTA)]).SerializeToString())
+    [converted] = stage.process([delta_chunk])
+    assert converted.to_batch().column("value_int").to_pylist() == [5, 7]

@@ -31,6 +31,9 @@ cdef class Chunk:
     answer like a RecordBatch's; ``get_total_buffer_size()`` is ``nbytes``.
     ``source_ids`` and ``source_keys`` (canonical keys) list the request's sources, in
     the order of the rows of :meth:`sources_batch`, which is imported on first use.
+    ``temporalities`` (metrics): bit t is set if a sum or histogram point has
+    ``aggregation_temporality`` t (1 delta, 2 cumulative), bit 0 for any other value; the
+    temporality conversion skips a chunk with nothing to convert without importing it.
     """
     cdef ArrowArray* arr   # owned; released (arr.release == NULL) once imported
     cdef ArrowArray* sarr  # the sources, owned until imported
@@ -41,6 +44,7 @@ cdef class Chunk:
     cdef readonly int64_t nbytes
     cdef readonly tuple source_ids
     cdef readonly tuple source_keys
+    cdef readonly int temporalities
 
     def __cinit__(self):
         self.arr = NULL
@@ -161,6 +165,7 @@ cdef object _decode(int sig, object data, bint allow_fallback, bint as_chunk=Fal
             chunk.nbytes = c.exported
             chunk.source_ids = ids
             chunk.source_keys = keys
+            chunk.temporalities = c.temporalities
             return chunk
         rows = _import_owned(arr, _ROW_SCHEMAS[sig])
         return _full(sig, rows, _import_owned(sarr, _sources.SOURCES_SCHEMA))

@@ -98,6 +98,7 @@ cdef struct Ctx:
     Buf src_slots # open addressing table: int32 source index + 1, 0 = empty
     int64_t n_src
     int64_t src_cap
+    uint32_t temporalities  # bit t: a sum or histogram point of aggregation_temporality t (1, 2); bit 0 others
 
 
 cdef inline void st_set(Ctx* c, int st) noexcept nogil:

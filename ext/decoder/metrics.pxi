@@ -549,6 +549,8 @@ cdef int dec_metric(Ctx* c, const uint8_t* p, const uint8_t* end, int depth) noe
     app_bin(c, &c.T[X_MTYPE], <const uint8_t*>tname, <int64_t>strlen(tname))
     if member == 7 or member == 9 or member == 10:
         app_w4(c, &c.T[X_MTYPE + 1], <uint32_t>temporality)
+        if c.rows > rows0:  # what the temporality conversion needs to know (Chunk.temporalities)
+            c.temporalities |= (1u << temporality) if 0 < temporality < 3 else 1u
     else:
         app_null(c, &c.T[X_MTYPE + 1])
     if member == 7:
