@@ -203,3 +203,54 @@ def test_a_saved_state_of_another_setting_or_unreadable_is_not_used(tmp_path):
         assert stored_points(stack)[-1] == (100, 140, 30, DELTA)
     finally:
         stack.close()
+
+
+def test_sdk_deltas_through_a_put_and_a_restart(tmp_path):
+    """The SDK sends a delta counter. Stored cumulative, then delta after a PUT, cumulative again
+    (a fresh total: no value is computed across a change), and after a restart the total goes on
+    from the saved state, and GET still says what the API set."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import Counter, MeterProvider
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    def sdk(stack):
+        exporter = OTLPMetricExporter(endpoint=f"http://{stack.daemon.endpoint}", insecure=True,
+                                      preferred_temporality={Counter: AggregationTemporality.DELTA})
+        provider = MeterProvider(resource=Resource({"service.name": "shop"}),
+                                 metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)])
+        return provider, provider.get_meter("shop").create_counter("orders")
+
+    def values(stack):
+        stack.daemon.rotate("metrics")
+        rows = [row for file in files.completed_files(stack.output_dir / "metrics")
+                for row in pl.from_arrow(files.read_table(file.path)).to_dicts()]
+        return [(row["value_int"], row["aggregation_temporality"]) for row in rows]
+
+    stack = Stack(tmp_path)
+    try:
+        provider, orders = sdk(stack)
+        for amount in (5, 3):
+            orders.add(amount)
+            assert provider.force_flush(10_000)
+        assert stack.client.put("/api/v1/temporality", json={"temporality": "delta"}).status_code == 200
+        orders.add(2)
+        assert provider.force_flush(10_000)
+        assert stack.client.put("/api/v1/temporality", json={"temporality": "cumulative"}).status_code == 200
+        orders.add(4)
+        assert provider.force_flush(10_000)
+        provider.shutdown()
+        assert values(stack) == [(5, CUMULATIVE), (8, CUMULATIVE), (2, DELTA), (4, CUMULATIVE)]
+    finally:
+        stack.close()
+    stack = Stack(tmp_path)
+    try:
+        state = stack.client.get("/api/v1/temporality").get_json()
+        assert (state["temporality"], state["source"], state["streams"]) == ("cumulative", "api", 1)
+        provider, orders = sdk(stack)
+        orders.add(6)
+        assert provider.force_flush(10_000)
+        provider.shutdown()
+        assert values(stack)[-1] == (10, CUMULATIVE)  # 4 before the restart + 6
+    finally:
+        stack.close()
