@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from otlpd.sources import join, sources_path
+from otlpd.sources import join, sources_directory, sources_path
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,19 @@ def recover(path: Path, options: pa.ipc.IpcWriteOptions, fsync: bool = True) -> 
     return final, sum(batch.num_rows for batch in batches)
 
 
+def recover_with_sources(part: Path, options: pa.ipc.IpcWriteOptions,
+                         fsync: bool = True) -> tuple[Path | None, int]:
+    """:func:`recover` for a data ``.part`` and its sources ``.part``, sources first; a data
+    part without any batch takes its sources file with it."""
+    source_part = sources_path(part)
+    if source_part.exists():
+        recover(source_part, options, fsync)
+    path, rows = recover(part, options, fsync)
+    if path is None:
+        sources_path(part.with_name(part.name[: -len(".part")])).unlink(missing_ok=True)
+    return path, rows
+
+
 def recover_directory(directory: Path, options: pa.ipc.IpcWriteOptions, fsync: bool = True,
                       instance: str | None = None) -> list[tuple[Path, int]]:
     """Recover every ``.part`` file of a directory (or of one instance) and its sources file;
@@ -127,13 +140,14 @@ def recover_directory(directory: Path, options: pa.ipc.IpcWriteOptions, fsync: b
         match = _NAME.match(name)
         return instance is None or (match is not None and (match.group("instance") or "") == instance)
 
-    source_directory = sources_path(directory / "x").parent
+    source_directory = sources_directory(directory)
     if source_directory.is_dir():
+        # a sources part beside a data file already complete (killed between the two renames)
+        # is completed; one without any data file is dropped; the rest go with their data part
         for part in sorted(source_directory.glob("*" + PART_SUFFIX)):
-            if not ours(part.name):
+            if not ours(part.name) or (directory / part.name).exists():
                 continue
-            data = directory / part.name
-            if data.exists() or data.with_name(part.name[: -len(".part")]).exists():
+            if (directory / part.name[: -len(".part")]).exists():
                 recover(part, options, fsync)
             else:
                 part.unlink()
@@ -141,12 +155,10 @@ def recover_directory(directory: Path, options: pa.ipc.IpcWriteOptions, fsync: b
     for part in sorted(directory.glob("*" + PART_SUFFIX)):
         if not ours(part.name):
             continue
-        path, rows = recover(part, options, fsync)
+        path, rows = recover_with_sources(part, options, fsync)
         if path is not None:
             log.info("recovered %s: %d rows from a file left in progress", path.name, rows)
             recovered.append((path, rows))
-        else:
-            sources_path(part.with_name(part.name[: -len(".part")])).unlink(missing_ok=True)
     if instance is None:
         for folder in (directory, source_directory):
             for scratch in folder.glob("*.recovering"):

@@ -25,13 +25,13 @@ from pathlib import Path
 import pyarrow.dataset as ds
 
 from otlpd import schema
-from otlpd.sources import SOURCES_DIRECTORY, SOURCES_SCHEMA, rows_schema
+from otlpd.sources import SOURCES_SCHEMA, rows_schema, sources_directory
 
 
 def _paths(output_dir: Path | str, signal: str) -> tuple[list[str], list[str]]:
     root = Path(output_dir)
     rows = sorted(str(path) for path in (root / signal).glob("*.arrow"))
-    found = sorted(str(path) for path in (root / SOURCES_DIRECTORY / signal).glob("*.arrow"))
+    found = sorted(str(path) for path in sources_directory(root / signal).glob("*.arrow"))
     return rows, found
 
 

@@ -188,7 +188,7 @@ TRACES_SCHEMA = _stored(_V1_TRACES)
 METRICS_SCHEMA = _stored(_V1_METRICS)
 LOGS_SCHEMA = _stored(_V1_LOGS)
 
-COMMON_STORED_FIELDS = list(TRACES_SCHEMA)[:len(lean.lean_fields(COMMON_FIELDS, ATTRS, ANYVALUE))]
+COMMON_STORED_FIELDS = lean.lean_fields(COMMON_FIELDS, ATTRS, ANYVALUE)  # every signal's first columns
 
 _SCHEMAS = {"traces": TRACES_SCHEMA, "metrics": METRICS_SCHEMA, "logs": LOGS_SCHEMA}
 _V1_SCHEMAS = {"traces": _V1_TRACES, "metrics": _V1_METRICS, "logs": _V1_LOGS}

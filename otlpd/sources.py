@@ -52,11 +52,17 @@ def rows_schema(signal: str) -> pa.Schema:
     return ROWS_SCHEMAS[signal]
 
 
+def sources_directory(signal_directory: Path | str) -> Path:
+    """Where the sources files of ``<output_dir>/<signal>`` go: ``<output_dir>/sources/<signal>``."""
+    signal_directory = Path(signal_directory)
+    return signal_directory.parent / SOURCES_DIRECTORY / signal_directory.name
+
+
 def sources_path(data_path: Path | str) -> Path:
     """The sources file of a data file ``<output_dir>/<signal>/<name>`` (or its ``.part``):
     ``<output_dir>/sources/<signal>/<name>``."""
     data_path = Path(data_path)
-    return data_path.parent.parent / SOURCES_DIRECTORY / data_path.parent.name / data_path.name
+    return sources_directory(data_path.parent) / data_path.name
 
 
 _FNV_OFFSET = 0xCBF29CE484222325

@@ -382,11 +382,11 @@ class Stage:
     def process(self, drained: list) -> list:
         out = []
         for item in drained:
-            self.dirty = True
             if isinstance(item, SettingChange):
                 self.converter.settings = dataclasses.replace(self.converter.settings,
                                                               temporality=item.temporality)
                 self.converter.reset()  # no delta is computed across the change
+                self.dirty = True
                 continue
             out.append(self._convert(decode.as_item(item)))
         return out
@@ -403,9 +403,17 @@ class Stage:
             self.converter.counters.passed_through_points += rows.num_rows
         else:
             table = self.converter.convert(rows, source_keys=dict(zip(item.source_ids, item.source_keys)))
+            self.dirty = True  # only conversion (and expiry, which runs with it) changes the streams
             batches = table.combine_chunks().to_batches()
             rows = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
         return sources.Lean(rows, item.sources_batch(), item.source_keys)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A temporary file renamed into place: a crash leaves the old content or the new."""
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(text)
+    os.replace(scratch, path)
 
 
 STATE_FILE = "temporality.json"  # in the output directory: the value set over the API
@@ -449,11 +457,8 @@ class TemporalityControl:
             log.info("metrics temporality: %d streams go on from %s", converter.streams, self.streams_path)
 
     def _save_streams(self, converter: Converter) -> None:
-        """Atomically: a crash leaves the previous state or this one."""
         try:
-            scratch = self.streams_path.with_name(self.streams_path.name + ".tmp")
-            scratch.write_text(json.dumps(converter.state()))
-            os.replace(scratch, self.streams_path)
+            _write_atomically(self.streams_path, json.dumps(converter.state()))
         except OSError as error:
             log.error("%s: conversion state not saved: %s", self.streams_path, error)
 
@@ -493,9 +498,7 @@ class TemporalityControl:
             changed_at = _time.time()
             if value is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                scratch = self.path.with_name(self.path.name + ".tmp")
-                scratch.write_text(json.dumps({"temporality": new, "changed_at": changed_at}))
-                os.replace(scratch, self.path)
+                _write_atomically(self.path, json.dumps({"temporality": new, "changed_at": changed_at}))
             if self.buffer is not None:
                 self.buffer.push(SettingChange(new), 0, 0)
             old, self.current, self.source, self.changed_at = self.current, new, source, changed_at

@@ -17,7 +17,7 @@ from typing import Callable
 import pyarrow as pa
 
 from otlpd import decode, files
-from otlpd.sources import SOURCES_SCHEMA, Lean, sources_path
+from otlpd.sources import SOURCES_SCHEMA, Lean, sources_directory, sources_path
 from otlpd.status import Counters
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ class SignalWriter:
     def prepare(self, recover: bool = True) -> list[Path]:
         """Create the directory and complete files left in progress by a crash; call before start."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        sources_path(self.directory / "x").parent.mkdir(parents=True, exist_ok=True)
+        sources_directory(self.directory).mkdir(parents=True, exist_ok=True)
         # before recovery removes empty parts: a sequence number is never reused
         self._seq = files.next_sequence(self.directory)
         if not recover:
@@ -399,10 +399,7 @@ class SignalWriter:
         rows_before = broken.rows
         broken.abandon()
         try:
-            files.recover(sources_path(broken.part_path), self._options, self.settings.fsync)
-            path, rows_found = files.recover(broken.part_path, self._options, self.settings.fsync)
-            if path is None:
-                sources_path(broken.final_path).unlink(missing_ok=True)
+            _, rows_found = files.recover_with_sources(broken.part_path, self._options, self.settings.fsync)
         except OSError as error:
             log.error("%s: %s stays in progress until the next start: %s",
                       self.signal, broken.part_path.name, error)

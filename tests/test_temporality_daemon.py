@@ -9,7 +9,7 @@ import pytest
 
 from otlpd import files
 from otlpd.temporality import CUMULATIVE, DELTA, STATE_FILE, STREAMS_FILE
-from test_temporality import request, sum_metric
+from test_temporality import S, request, sum_metric
 from web_stack import Stack
 
 TOKEN = "s3cret-token"
@@ -18,14 +18,19 @@ TOKEN = "s3cret-token"
 B = int(time.time()) + 1000
 
 
-def stored_points(stack):
-    """(start s, time s, value, temporality) of every stored point, in file order."""
+def stored_rows(stack) -> list[dict]:
+    """Every stored metric point after a rotation, in file order, times as int ns (SDK times
+    are not whole microseconds)."""
     stack.daemon.rotate("metrics")
-    rows = []
-    for file in files.completed_files(stack.output_dir / "metrics"):
-        rows += files.read_table(file.path).to_pylist()
-    return [(int(r["start_time"].timestamp()) - B, int(r["time"].timestamp()) - B, r["value_int"],
-             r["aggregation_temporality"]) for r in rows]
+    return [row for file in files.completed_files(stack.output_dir / "metrics")
+            for row in pl.from_arrow(files.read_table(file.path)).with_columns(
+                pl.col("start_time", "time").cast(pl.Int64)).to_dicts()]
+
+
+def stored_points(stack):
+    """(start s after B, time s after B, value, temporality) of every stored point, in file order."""
+    return [(r["start_time"] // S - B, r["time"] // S - B, r["value_int"], r["aggregation_temporality"])
+            for r in stored_rows(stack)]
 
 
 def send_points(stack, points, temporality_=CUMULATIVE):
@@ -142,12 +147,8 @@ def test_sdk_cumulative_metrics_are_stored_as_the_right_deltas(delta_stack):
     latency.record(20.0)
     assert provider.force_flush(30_000)
     provider.shutdown()  # exports once more: nothing changed
-    delta_stack.daemon.rotate("metrics")
-    rows = [row for file in files.completed_files(delta_stack.output_dir / "metrics")
-            for row in pl.from_arrow(files.read_table(file.path)).with_columns(
-                pl.col("start_time", "time").cast(pl.Int64)).to_dicts()]  # SDK times are not whole microseconds
     by_name = {}
-    for row in rows:
+    for row in stored_rows(delta_stack):
         by_name.setdefault(row["metric_name"], []).append(row)
     assert [(r["value_int"], r["aggregation_temporality"]) for r in by_name["orders"]] == [
         (5, DELTA), (3, DELTA), (0, DELTA)]
@@ -222,10 +223,7 @@ def test_sdk_deltas_through_a_put_and_a_restart(tmp_path):
         return provider, provider.get_meter("shop").create_counter("orders")
 
     def values(stack):
-        stack.daemon.rotate("metrics")
-        rows = [row for file in files.completed_files(stack.output_dir / "metrics")
-                for row in pl.from_arrow(files.read_table(file.path)).to_dicts()]
-        return [(row["value_int"], row["aggregation_temporality"]) for row in rows]
+        return [(row["value_int"], row["aggregation_temporality"]) for row in stored_rows(stack)]
 
     stack = Stack(tmp_path)
     try:

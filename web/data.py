@@ -400,7 +400,7 @@ class StoredData:
         _check_signal(signal)
         usage = {"completed_files": 0, "completed_bytes": 0, "in_progress_bytes": 0}
         for directory, data in ((self.output_dir / signal, True),
-                                (self.output_dir / sources.SOURCES_DIRECTORY / signal, False)):
+                                (sources.sources_directory(self.output_dir / signal), False)):
             try:
                 entries = os.scandir(directory)
             except (FileNotFoundError, NotADirectoryError):
