@@ -5,8 +5,8 @@ an exponential histogram, reported ``--rounds`` times with increasing timestamps
 report of every series, as an SDK's periodic reader sends them). Each request is decoded as the
 receiver decodes it, then the metrics writer's stage (``otlpd.temporality.Stage``) runs on it as the
 writer does; the figure is the stage's CPU per point, beside the decode's, for ``passthrough``,
-``cumulative`` (the input is already cumulative: one vectorised check a request) and ``delta``
-(every sum and histogram converted).
+``cumulative`` and ``delta``, with cumulative input (as most SDKs send) and delta input (as
+.NET's and some agents' do), for each converter (the reference and the native one).
 
     python -m benchmarks.temporality [--series 200] [--rounds 20]
 """
@@ -21,7 +21,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from otlpd.decode import BUFFER_DECODERS, IMPLEMENTATION
-from otlpd.temporality import Converter, Settings, Stage
+from otlpd.temporality import Settings, Stage, implementations
 
 S = 10**9
 T0 = time.time_ns() + 3600 * S  # after this process started: initial_value auto keeps first points
@@ -31,9 +31,12 @@ def _kv(key, value):
     return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
 
 
-def report(series: int, round_: int) -> bytes:
+def report(series: int, round_: int, delta: bool = False) -> bytes:
+    """One report of every series: cumulative totals since T0, or (delta) this interval's."""
     start, now = T0, T0 + (round_ + 1) * 10 * S
     n = round_ + 1
+    if delta:
+        start, n = now - 10 * S, 1
     counter, updown, hist, exp = [], [], [], []
     for i in range(series):
         attrs = [_kv("http.route", f"/r{i % 50}"), _kv("instance", f"i{i}")]
@@ -45,7 +48,7 @@ def report(series: int, round_: int) -> bytes:
         exp.append(m.ExponentialHistogramDataPoint(
             count=2 * n, sum=3.0 * n, scale=2, zero_count=0,
             positive=m.ExponentialHistogramDataPoint.Buckets(offset=1, bucket_counts=[n, n]), **common))
-    cumulative = m.AGGREGATION_TEMPORALITY_CUMULATIVE
+    cumulative = m.AGGREGATION_TEMPORALITY_DELTA if delta else m.AGGREGATION_TEMPORALITY_CUMULATIVE
     metrics = [
         m.Metric(name="requests", unit="1", sum=m.Sum(data_points=counter, is_monotonic=True,
                                                      aggregation_temporality=cumulative)),
@@ -60,9 +63,9 @@ def report(series: int, round_: int) -> bytes:
         resource=resource, scope_metrics=[m.ScopeMetrics(metrics=metrics)])]).SerializeToString()
 
 
-def measure(mode: str, requests: list[bytes]) -> tuple[float, float, dict]:
+def measure(converter: type, mode: str, requests: list[bytes]) -> tuple[float, float, dict]:
     decode = BUFFER_DECODERS["metrics"]
-    stage = Stage(Converter(Settings(temporality=mode)))
+    stage = Stage(converter(Settings(temporality=mode)))
     decode_cpu = stage_cpu = 0.0
     points = 0
     for data in requests:
@@ -81,15 +84,24 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    requests = [report(args.series, r) for r in range(args.rounds)]
     print(f"decoder {IMPLEMENTATION}; {args.series} series x 4 metrics, {args.rounds} reports; "
           "CPU per point, us")
-    for mode in ("passthrough", "cumulative", "delta"):
-        decode_us, stage_us, counters = measure(mode, requests)
-        decode_us, stage_us = decode_us * 1e6, stage_us * 1e6
-        print(f"{mode:12} decode {decode_us:7.3f}  stage {stage_us:8.3f}  stage/decode {stage_us / decode_us:6.2f}x  "
-              f"converted {counters['converted_points']:,} passed {counters['passed_through_points']:,} "
-              f"dropped {sum(counters['dropped_points'].values()):,}")
+    for delta in (False, True):
+        requests = [report(args.series, r, delta) for r in range(args.rounds)]
+        stage_by = {}
+        for name, converter in implementations().items():
+            for mode in ("passthrough", "cumulative", "delta"):
+                decode_us, stage_us, counters = measure(converter, mode, requests)
+                decode_us, stage_us = decode_us * 1e6, stage_us * 1e6
+                stage_by[name, mode] = stage_us
+                print(f"{'delta' if delta else 'cumulative'} input  {name:7} {mode:12} decode {decode_us:7.3f}  "
+                      f"stage {stage_us:8.3f}  stage/decode {stage_us / decode_us:6.2f}x  "
+                      f"converted {counters['converted_points']:,} passed {counters['passed_through_points']:,} "
+                      f"dropped {sum(counters['dropped_points'].values()):,}")
+        for mode in ("cumulative", "delta"):
+            if ("cython", mode) in stage_by:
+                print(f"  {mode}: the reference's stage / the native one's: "
+                      f"{stage_by['python', mode] / stage_by['cython', mode]:.1f}x")
 
 
 if __name__ == "__main__":

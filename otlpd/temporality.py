@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import struct
 import threading
 from dataclasses import dataclass, field
 import time as _time
@@ -34,13 +35,17 @@ import pyarrow.compute as pc
 
 from otlpd import attributes as lean
 from otlpd import decode, schema, sources
+from otlpd._impl import import_extension, pure_python_requested
 from otlpd.config import ConfigError
+
+_native = import_extension("otlpd._temporality")
 
 log = logging.getLogger(__name__)
 
 DELTA, CUMULATIVE = 1, 2
 MODES = ("cumulative", "delta", "passthrough")
 INITIAL_VALUES = ("auto", "keep", "drop")
+STATE_VERSION = 2  # of the saved state (version 1 keyed streams by Python tuples)
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 CONVERTIBLE = ("sum", "histogram", "exponential_histogram")
 
@@ -92,17 +97,56 @@ class Counters:
 
 
 _SOURCE = sources.SOURCE_COLUMNS
-_METRIC = ("metric_name", "metric_type", "metric_unit", "is_monotonic")
+_KIND_CODE = {"sum": 1, "histogram": 2, "exponential_histogram": 3}
+_OTHER_VALUE = lean.OTHER.value_type.field("value").type
 
 
-def stream_key(row: dict, source_keys: dict | None = None) -> tuple:
-    """A row's stream identity: resource and scope values (a stored row's source's canonical
-    key from ``source_keys``), metric columns, sorted attributes."""
-    points = lean.join(row["attributes"], row["attributes_types"], row["attributes_other"])
-    attrs = sorted((kv["key"], repr(kv["value"]), kv.get("key_strindex", 0)) for kv in points)
+def _put(out: bytearray, text) -> None:
+    data = (text or "").encode("utf-8", "surrogatepass") if not isinstance(text, bytes) else text
+    out += struct.pack("<I", len(data))
+    out += data
+
+
+def attributes_identity(attributes, types, other) -> bytes:
+    """The point attributes' part of a stream identity, from their stored (lean) values: the
+    number of entries, then each entry, sorted, as (key, tag, value): a map entry's tag is its
+    type byte and its value the map's text; an ``attributes_other`` entry's tag is 16 + its
+    AnyValue type and its value the canonical bytes of that AnyValue and its key_strindex. So
+    the same attributes in any order are one stream, and ``"200"`` and ``200`` are two."""
+    types = types or b""
+    entries = [((key or "").encode("utf-8", "surrogatepass"), types[i] if i < len(types) else 0,
+                (value or "").encode("utf-8", "surrogatepass"))
+               for i, (key, value) in enumerate(attributes or ())]
+    for entry in other or ():
+        canonical = bytearray()
+        sources._encode(entry["value"], _OTHER_VALUE, canonical)
+        canonical += struct.pack("<i", entry["key_strindex"] or 0)
+        value = entry["value"] or {}
+        entries.append(((entry["key"] or "").encode("utf-8", "surrogatepass"), 16 + (value.get("type") or 0),
+                        bytes(canonical)))
+    out = bytearray(struct.pack("<I", len(entries)))
+    for key, tag, value in sorted(entries):
+        _put(out, key)
+        out.append(tag)
+        _put(out, value)
+    return bytes(out)
+
+
+def stream_key(row: dict, source_keys: dict | None = None) -> bytes:
+    """A row's stream identity, whole (so two streams never merge): its resource and scope
+    (a stored row's source's canonical key from ``source_keys``, else the canonical bytes of
+    the row's own resource and scope columns), metric name, type, unit and monotonicity, and
+    :func:`attributes_identity`. The native converter builds the same bytes."""
     source = (source_keys[row["source_id"]] if source_keys is not None
               else sources.canonical_bytes(row[name] for name in _SOURCE))
-    return (source, *(row[name] for name in _METRIC), tuple(attrs))
+    out = bytearray()
+    _put(out, source)
+    _put(out, row["metric_name"])
+    out.append(_KIND_CODE[row["metric_type"]])
+    _put(out, row["metric_unit"])
+    out.append(1 if row["is_monotonic"] else 0)
+    out += attributes_identity(row["attributes"], row["attributes_types"], row["attributes_other"])
+    return bytes(out)
 
 
 def _value(row: dict) -> dict:
@@ -126,7 +170,7 @@ def _buckets(offset, counts) -> dict:
 def _shape(row: dict) -> tuple:
     kind = row["metric_type"]
     if kind == "histogram":
-        return tuple(row["explicit_bounds"] or ())
+        return (len(row["bucket_counts"] or ()), *(row["explicit_bounds"] or ()))
     if kind == "exponential_histogram":
         return (row["scale"], row["zero_threshold"])
     return ()
@@ -139,22 +183,35 @@ def _total(value: dict) -> float:
     return value["value_int"] if value["value_int"] is not None else (value["value_double"] or 0.0)
 
 
+_U64 = 1 << 64
+
+
+def _wrap_int64(value: int) -> int:
+    return (value + (1 << 63)) % _U64 - (1 << 63)
+
+
 def _combine(a: dict, b: dict, sign: int) -> dict:
-    """a + sign * b, member by member (sums: the member a holds; buckets: by index)."""
+    """a + sign * b, member by member (sums: the member a holds; buckets: by index). Integers
+    wrap as the stored types do (int64 values, uint64 counts): a total past 2**64 - 1 points
+    starts again from 0, as the instrument's own counter would."""
     out = {}
     for name, x in a.items():
         y = b.get(name)
         if name in ("positive", "negative"):
             keys = set(x) | set(y or {})
-            out[name] = {k: x.get(k, 0) + sign * (y or {}).get(k, 0) for k in keys}
+            out[name] = {k: (x.get(k, 0) + sign * (y or {}).get(k, 0)) % _U64 for k in keys}
         elif name in ("min", "max"):
             # accumulated: the least and greatest of the intervals; a difference has neither
             known = [v for v in (x, y) if v is not None]
             out[name] = (min if name == "min" else max)(known) if sign > 0 and known else None
-        elif name == "bucket_counts":
-            out[name] = [p + sign * q for p, q in zip(x, y or [0] * len(x))]
+        elif name == "bucket_counts":  # as long as b's: the same shape
+            out[name] = [(p + sign * q) % _U64 for p, q in zip(x, y or [0] * len(x))]
         elif x is None:
             out[name] = None
+        elif name == "value_int":
+            out[name] = _wrap_int64(x + sign * (y or 0))
+        elif name in ("count", "zero_count"):
+            out[name] = (x + sign * (y or 0)) % _U64
         else:
             out[name] = x + sign * (y or 0)
     return out
@@ -265,24 +322,35 @@ class Converter:
 
     def state(self) -> dict:
         """Every stream's state as JSON-ready data, with the setting it belongs to."""
-        return {"version": 1, "temporality": self.settings.temporality,
-                "streams": [[_key_json(key), s.start, s.time, _value_json(s.value), list(s.shape), s.seen]
-                            for key, s in self._streams.items()]}
+        return {"version": STATE_VERSION, "temporality": self.settings.temporality,
+                "streams": [[base64.b64encode(key).decode("ascii"), s.start, s.time, _value_json(s.value),
+                             list(s.shape), s.seen] for key, s in self._streams.items()]}
 
     def load(self, state: dict) -> None:
         """Take the streams of a saved :meth:`state` (of this setting; else nothing)."""
-        if state.get("version") != 1 or state.get("temporality") != self.settings.temporality:
+        if state.get("version") != STATE_VERSION or state.get("temporality") != self.settings.temporality:
             return
-        self._streams = {_key_from_json(key): _Stream(start, time, _value_from_json(value), tuple(shape), seen)
+        self._streams = {base64.b64decode(key): _Stream(start, time, _value_from_json(value), tuple(shape), seen)
                          for key, start, time, value, shape, seen in state["streams"]}
 
     def _expire(self) -> None:
+        """Forget the streams idle for longer than max_stale_ns. The table is in order of
+        last use (every point a stream takes moves it to the end), so only the stale ones at
+        its front are visited: O(expired), not O(streams), a request."""
         limit = self.settings.max_stale_ns
-        if limit <= 0 or not self._streams:
+        if limit <= 0:
             return
-        stale = [key for key, stream in self._streams.items() if self._now - stream.seen > limit]
+        stale = []
+        for key, stream in self._streams.items():
+            if self._now - stream.seen <= limit:
+                break
+            stale.append(key)
         for key in stale:
             del self._streams[key]
+
+    def _touch(self, key: bytes, stream: _Stream) -> None:
+        self._streams.pop(key, None)
+        self._streams[key] = stream
 
     def _drop(self, reason: str) -> None:
         self.counters.dropped_points[reason] += 1
@@ -294,13 +362,13 @@ class Converter:
             return None
         reset = stream is None or shape != stream.shape or start != stream.start or _decreased(value, stream.value)
         if not reset:
-            self._streams[key] = _Stream(start, time, value, shape, self._now)
+            self._touch(key, _Stream(start, time, value, shape, self._now))
             self.counters.converted_points += 1
             return _store(row, _combine(value, stream.value, -1), stream.time, DELTA)
         # a new baseline: the first point of a stream, or a reset (a value fell, a new start time,
         # other buckets). It is a delta since its own start only if that start is known and new.
         first = stream is None
-        self._streams[key] = _Stream(start, time, value, shape, self._now)
+        self._touch(key, _Stream(start, time, value, shape, self._now))
         keep = self.settings.initial_value == "keep" if first else False
         if (first and self.settings.initial_value == "auto") or not first:
             after = self.settings.started_at_ns if first else stream.time
@@ -324,20 +392,69 @@ class Converter:
             total = _Stream(start, time, value, shape, self._now)  # a new stream, or new buckets: a reset
         else:
             total = _Stream(stream.start, time, _combine(stream.value, value, +1), shape, self._now)
-        self._streams[key] = total
+        self._touch(key, total)
         self.counters.converted_points += 1
         return _store(row, total.value, total.start, CUMULATIVE)
 
 
 
-def _key_json(key: tuple) -> list:
-    source, *metric, attrs = key
-    return [base64.b64encode(source).decode("ascii"), *metric, [list(a) for a in attrs]]
+class NativeConverter(Converter):
+    """The same conversion with the stream table and the per-row arithmetic in Cython
+    (``otlpd._temporality.StreamTable``, over the rows' Arrow buffers, the GIL released):
+    what the daemon uses when the extension is built. The tests hold it to the reference."""
 
+    def __init__(self, settings: Settings | None = None):
+        super().__init__(settings)
+        self._table = _native.StreamTable()
 
-def _key_from_json(data: list) -> tuple:
-    source, *metric, attrs = data
-    return (base64.b64decode(source), *metric, tuple(tuple(a) for a in attrs))
+    @property
+    def streams(self) -> int:
+        return self._table.size
+
+    def reset(self) -> None:
+        self._table.clear()
+
+    def convert(self, table: pa.Table | pa.RecordBatch, now_ns: int | None = None,
+                source_keys: dict[int, bytes] | None = None) -> pa.Table:
+        now = _time.time_ns() if now_ns is None else now_ns
+        full = None
+        if source_keys is None:  # rows of the full layout: convert their stored rows
+            full = sources.lean(table)
+            rows, source_keys = full.rows, dict(zip(full.source_ids, full.source_keys))
+        else:
+            rows = sources._as_batch(table, table.schema)
+        target = self.target()
+        if target is None:
+            self._table.convert(rows.slice(0, 0), {}, DELTA, "auto", 0, self.settings.max_stale_ns, 0, now,
+                                attributes_identity)  # (expiry only)
+            self.counters.passed_through_points += rows.num_rows
+            out = rows
+        else:
+            out, counts = self._table.convert(
+                rows, source_keys, target, self.settings.initial_value, self.settings.max_streams,
+                self.settings.max_stale_ns, self.settings.started_at_ns, now, attributes_identity)
+            converted, passed, over, baseline, old, overlap = counts
+            c = self.counters
+            c.converted_points += converted
+            c.passed_through_points += passed
+            c.streams_over_limit += over
+            for reason, n in ((DROP_BASELINE, baseline), (DROP_OLD, old), (DROP_OVERLAP, overlap)):
+                if n:
+                    c.dropped_points[reason] += n
+        if full is not None:
+            return sources.join(out, full.sources)
+        return pa.Table.from_batches([out])
+
+    def convert_row(self, row: dict) -> dict | None:
+        raise NotImplementedError("the native converter converts batches (convert)")
+
+    def state(self) -> dict:
+        return {"version": STATE_VERSION, "temporality": self.settings.temporality, "streams": self._table.state()}
+
+    def load(self, state: dict) -> None:
+        if state.get("version") != STATE_VERSION or state.get("temporality") != self.settings.temporality:
+            return
+        self._table.load(state["streams"])
 
 
 def _value_json(value: dict) -> dict:
@@ -399,7 +516,7 @@ class Stage:
             self.converter.counters.passed_through_points += item.num_rows
             return item
         rows = decode.as_batch(item)
-        if not self.converter.needs(rows):
+        if mask is None and not self.converter.needs(rows):  # (a Chunk's mask said it needs)
             self.converter.counters.passed_through_points += rows.num_rows
         else:
             table = self.converter.convert(rows, source_keys=dict(zip(item.source_ids, item.source_keys)))
@@ -407,6 +524,18 @@ class Stage:
             batches = table.combine_chunks().to_batches()
             rows = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
         return sources.Lean(rows, item.sources_batch(), item.source_keys)
+
+
+def implementations() -> dict[str, type]:
+    """Every importable converter, by name ("python": the reference, "cython")."""
+    found: dict[str, type] = {"python": Converter}
+    if _native is not None:
+        found["cython"] = NativeConverter
+    return found
+
+
+IMPLEMENTATION = "python" if pure_python_requested() or _native is None else "cython"
+DEFAULT_CONVERTER = implementations()[IMPLEMENTATION]  # what the daemon converts with
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -434,7 +563,7 @@ class TemporalityControl:
         self.source = "api" if saved else "config"
         self.changed_at = saved.get("changed_at") if saved else None
         self.streams_path = Path(output_dir) / STREAMS_FILE
-        converter = Converter(Settings(
+        converter = DEFAULT_CONVERTER(Settings(
             temporality=self.current, initial_value=config["metrics.initial_value"],
             max_streams=config["metrics.max_streams"], max_stale_ns=int(config["metrics.max_stale"] * 1e9),
             started_at_ns=_time.time_ns()))

@@ -28,3 +28,19 @@ def buffer_cls(request):
             pytrace=False,
         )
     return BatchBuffer
+
+
+@pytest.fixture(params=["python", "cython"], ids=["python", "cython"])
+def converter_cls(request):
+    """Each temporality converter in turn: the reference, then the native one (a missing
+    extension FAILS, as for buffer_cls; OTLPD_PURE_PYTHON=1 skips it)."""
+    from otlpd import temporality
+
+    if request.param == "python":
+        return temporality.Converter
+    if os.environ.get("OTLPD_PURE_PYTHON") == "1":
+        pytest.skip("OTLPD_PURE_PYTHON=1: the native converter is disabled")
+    if "cython" not in temporality.implementations():
+        pytest.fail("Cython extension otlpd._temporality is not importable; build it with "
+                    "`python setup.py build_ext --inplace`", pytrace=False)
+    return temporality.NativeConverter

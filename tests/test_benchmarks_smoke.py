@@ -228,8 +228,16 @@ def test_ab_killed_with_sigterm_stops_the_daemon_it_started():
 def test_temporality_benchmark_measures_every_setting():
     done = _run("-m", "benchmarks.temporality", "--series", "5", "--rounds", "3")
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
-    assert set(lines) == {"passthrough", "cumulative", "delta"}
-    assert "converted 0 " in lines["passthrough"] and "converted 0 " in lines["cumulative"]
-    # 5 series x 3 metrics convertible to delta (the up-down counter stays) x 3 reports
-    assert "converted 45 " in lines["delta"] and "dropped 0" in lines["delta"]
+    lines = {tuple(line.split()[:4]): line for line in done.stdout.splitlines() if " input " in line}
+    assert set(lines) == {(given, "input", impl, mode) for given in ("cumulative", "delta")
+                          for impl in ("python", "cython") for mode in ("passthrough", "cumulative", "delta")}
+    for impl in ("python", "cython"):
+        assert "converted 0 " in lines["cumulative", "input", impl, "passthrough"]
+        assert "converted 0 " in lines["cumulative", "input", impl, "cumulative"]
+        # 5 series x 3 metrics convertible to delta (the up-down counter stays) x 3 reports
+        assert "converted 45 " in lines["cumulative", "input", impl, "delta"]
+        assert "dropped 0" in lines["cumulative", "input", impl, "delta"]
+        # delta input to cumulative: every sum and histogram, 5 series x 4 metrics x 3 reports
+        assert "converted 60 " in lines["delta", "input", impl, "cumulative"]
+        assert "dropped 0" in lines["delta", "input", impl, "cumulative"]
+    assert done.stdout.count("the reference's stage / the native one's") == 4

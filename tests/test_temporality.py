@@ -1,5 +1,9 @@
-"""Temporality conversion, reference (otlpd.temporality): every rule of docs/TEMPORALITY.md
-against series computed by hand. Points are (start_time, time, value), times in seconds."""
+"""Temporality conversion: every rule of docs/TEMPORALITY.md against series computed by hand,
+for both implementations (the reference otlpd.temporality.Converter and the native
+NativeConverter: every test runs once with each), and the two against each other on random
+series. Points are (start_time, time, value), times in seconds."""
+import sys
+
 import pyarrow as pa
 import pytest
 
@@ -8,6 +12,13 @@ from otlpd import schema, temporality
 from otlpd.temporality import CUMULATIVE, DELTA, Converter, Settings
 
 S = 10**9  # a second, in ns
+
+
+@pytest.fixture(autouse=True)
+def implementation(converter_cls, monkeypatch):
+    """Every test of this module with each converter: ``Converter`` is the one under test."""
+    monkeypatch.setattr(sys.modules[__name__], "Converter", converter_cls)
+    return converter_cls
 
 
 def kv(key, value):

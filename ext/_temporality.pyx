@@ -1,0 +1,1354 @@
+# cython: language_level=3
+# cython: boundscheck=False, wraparound=False, cdivision=True
+#
+# Directives: boundscheck/wraparound only concern Python-level indexing, which the row loop
+# does not do; every C index into an Arrow buffer is checked against that array's length (the
+# `_list` and `_text` helpers check offsets against their child's length, and `_columns`
+# checks every column is as long as the batch). Integer arithmetic on values is done in
+# uint64_t, where wrapping is defined (int64 values and uint64 counts wrap as the reference's
+# do, docs/TEMPORALITY.md "Integers").
+"""Native temporality conversion: the stream table and the per-row arithmetic over the Arrow
+buffers of stored metric rows (the layout of ``otlpd.sources.rows_schema("metrics")``).
+
+The specification is the reference ``otlpd.temporality.Converter`` (read it first); the
+Python class ``otlpd.temporality.NativeConverter`` wraps a :class:`StreamTable` with the
+reference's interface, and the tests run every rule against both.
+
+A convert call: Python gathers the columns' buffers and precomputes what needs Python (the
+rare rows with ``attributes_other`` entries, and each row's source key); the row loop then
+runs without the GIL: it builds each convertible row's stream identity (the same bytes as
+``temporality.stream_key``), finds its stream in an open-addressing table keyed by a hash of
+the identity (the identity bytes are kept and compared, so two streams never
+merge), applies the rule and writes the output columns. Python finally wraps those columns
+as Arrow arrays.
+"""
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
+
+import base64
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["StreamTable"]
+
+# -- declarations ------------------------------------------------------------
+
+cdef enum:
+    K_OTHER = 0
+    K_SUM = 1
+    K_HIST = 2
+    K_EXP = 3
+    DELTA = 1
+    CUMULATIVE = 2
+    NO_RECORDED_VALUE = 1
+    INIT_AUTO = 0
+    INIT_KEEP = 1
+    INIT_DROP = 2
+    ACT_PASS = 0
+    ACT_DROP = 1
+    ACT_OUT = 2
+
+cdef struct Col:
+    const uint8_t* valid      # validity bitmap, NULL: all valid
+    const uint8_t* data       # values (fixed width), the bitmap (bool) or the bytes (string)
+    const int32_t* offsets    # string, binary, list and map arrays
+    int64_t off               # the array's offset (a slice)
+    int64_t length
+    int64_t child_len         # list and map: the child's length; string: the data's size
+
+cdef struct U64s:             # a growable vector of uint64 (bucket counts)
+    uint64_t* data
+    int64_t n
+    int64_t cap
+
+cdef struct Val:              # one point's value; in a stream, a copy it owns
+    uint8_t has_int, has_double, has_sum, has_min, has_max
+    int64_t vi
+    double vd, sum, mn, mx
+    uint64_t count, zero_count
+    U64s buckets              # explicit histogram bucket_counts
+    U64s pos, neg             # exponential: counts of bucket indexes lo..lo+n-1, trimmed to
+    int64_t pos_lo, neg_lo    # the first and last non-zero ones (the reference's dict keys)
+
+cdef struct Shape:            # a change resets the stream
+    int64_t nbuckets
+    double* bounds
+    int64_t nbounds
+    int32_t scale
+    double zero_threshold
+
+cdef struct Stream:
+    uint8_t* key
+    int64_t key_len
+    uint64_t hash
+    int64_t start, time, seen
+    uint8_t kind
+    Val val
+    Shape shape
+    int64_t prev, next        # in order of last use (the LRU list), or the free list
+
+cdef struct Settings:
+    int target                # DELTA, CUMULATIVE
+    int initial               # INIT_*
+    int64_t max_streams, max_stale, started_at, now
+
+cdef struct Counts:
+    int64_t converted, passed, over_limit, baseline, old, overlap
+
+cdef struct Out:              # the output columns, a row each
+    uint8_t* act
+    int64_t* start
+    int32_t* temporality
+    int64_t* vi
+    double* vd
+    uint64_t* count
+    double* sum
+    double* mn
+    double* mx
+    uint64_t* zero_count
+    int32_t* pos_off
+    int32_t* neg_off
+    uint8_t* ok_start         # validity, a byte a row (packed into bitmaps at the end)
+    uint8_t* ok_temporality
+    uint8_t* ok_count
+    uint8_t* ok_zero_count
+    uint8_t* ok_buckets
+    uint8_t* ok_vi
+    uint8_t* ok_vd
+    uint8_t* ok_sum
+    uint8_t* ok_mn
+    uint8_t* ok_mx
+    uint8_t* ok_pos_off
+    uint8_t* ok_neg_off
+    uint8_t* ok_pos
+    uint8_t* ok_neg
+    int32_t* buckets_offsets  # list columns: offsets (rows + 1) and values
+    int32_t* pos_offsets
+    int32_t* neg_offsets
+    U64s buckets, pos, neg
+    uint8_t any_hist, any_exp, any_sum
+
+cdef struct Batch:            # the input columns
+    int64_t rows
+    Col source_index, name, kind, unit, mono, attrs, akeys, avals, atypes, aother
+    Col start, time, flags, temporality, vd, vi, count, sum, mn, mx
+    Col buckets, buckets_v, bounds, bounds_v, scale, zero_count, zero_threshold
+    Col pos_off, pos, pos_v, neg_off, neg, neg_v
+    const uint8_t** src_key
+    int64_t* src_len
+    int64_t nsources
+    const uint8_t** attr_id   # a row's precomputed attribute identity (attributes_other), or NULL
+    int64_t* attr_len
+
+cdef struct Entry:            # one map attribute, while its identity is built
+    const uint8_t* key
+    int64_t key_len
+    uint8_t tag
+    const uint8_t* val
+    int64_t val_len
+
+
+# -- reading Arrow buffers ----------------------------------------------------
+
+cdef inline bint _valid(const Col* c, int64_t i) noexcept nogil:
+    cdef int64_t bit
+    if c.valid == NULL:
+        return 1
+    bit = c.off + i
+    return (c.valid[bit >> 3] >> (bit & 7)) & 1
+
+cdef inline bint _bit(const Col* c, int64_t i) noexcept nogil:
+    cdef int64_t bit = c.off + i
+    return (c.data[bit >> 3] >> (bit & 7)) & 1
+
+cdef inline int64_t _i64(const Col* c, int64_t i) noexcept nogil:
+    return (<const int64_t*>c.data)[c.off + i]
+
+cdef inline uint64_t _u64(const Col* c, int64_t i) noexcept nogil:
+    return (<const uint64_t*>c.data)[c.off + i]
+
+cdef inline int32_t _i32(const Col* c, int64_t i) noexcept nogil:
+    return (<const int32_t*>c.data)[c.off + i]
+
+cdef inline uint32_t _u32(const Col* c, int64_t i) noexcept nogil:
+    return (<const uint32_t*>c.data)[c.off + i]
+
+cdef inline double _f64(const Col* c, int64_t i) noexcept nogil:
+    return (<const double*>c.data)[c.off + i]
+
+cdef inline int _list(const Col* c, int64_t i, int64_t* lo, int64_t* hi) noexcept nogil:
+    """The child range of list row i (empty for a null row); -1 if its offsets are out of range."""
+    if not _valid(c, i):
+        lo[0] = hi[0] = 0
+        return 0
+    lo[0] = c.offsets[c.off + i]
+    hi[0] = c.offsets[c.off + i + 1]
+    if lo[0] < 0 or hi[0] < lo[0] or hi[0] > c.child_len:
+        return -1
+    return 0
+
+cdef inline const uint8_t* _text(const Col* c, int64_t i, int64_t* n) noexcept nogil:
+    """String or binary row i (empty when null; NULL if its offsets are out of range)."""
+    cdef int64_t lo, hi
+    if not _valid(c, i):
+        n[0] = 0
+        return c.data
+    lo = c.offsets[c.off + i]
+    hi = c.offsets[c.off + i + 1]
+    if lo < 0 or hi < lo or hi > c.child_len:
+        return NULL
+    n[0] = hi - lo
+    return c.data + lo
+
+cdef object _address(object buf):
+    return 0 if buf is None else buf.address
+
+cdef enum:
+    FIXED = 0     # fixed width (and bool): [validity, values]
+    TEXT = 1      # string and binary: [validity, offsets, bytes]
+    NESTED = 2    # list and map: [validity, offsets], the child read by the caller
+
+cdef int _col(Col* c, object arr, int64_t rows, int layout) except -1:
+    """c: the buffers of arr, a column of a batch of ``rows`` rows (or a child, rows 0)."""
+    bufs = arr.buffers()
+    c.valid = <const uint8_t*><uintptr_t>_address(bufs[0]) if arr.null_count else NULL
+    c.offsets = <const int32_t*><uintptr_t>_address(bufs[1]) if layout != FIXED else NULL
+    c.data = NULL if layout == NESTED else <const uint8_t*><uintptr_t>_address(bufs[2 if layout == TEXT else 1])
+    c.off = arr.offset
+    c.length = len(arr)
+    if layout == TEXT:
+        c.child_len = 0 if bufs[2] is None else bufs[2].size
+    else:
+        c.child_len = len(arr.values) if layout == NESTED else 0
+    if c.length < rows:
+        raise ValueError("a column is shorter than its batch")
+    return 0
+
+cdef inline int _fixed(Col* c, object arr, int64_t rows) except -1:
+    return _col(c, arr, rows, FIXED)
+
+cdef inline int _string(Col* c, object arr, int64_t rows) except -1:
+    return _col(c, arr, rows, TEXT)
+
+cdef inline int _nested(Col* c, object arr, int64_t rows) except -1:
+    return _col(c, arr, rows, NESTED)
+
+# -- small vectors ------------------------------------------------------------
+
+cdef int _reserve(U64s* v, int64_t n) noexcept nogil:
+    cdef int64_t cap
+    cdef uint64_t* data
+    if n <= v.cap:
+        return 0
+    cap = v.cap * 2 if v.cap else 16
+    while cap < n:
+        cap *= 2
+    data = <uint64_t*>realloc(v.data, cap * sizeof(uint64_t))
+    if data == NULL:
+        return -1
+    v.data = data
+    v.cap = cap
+    return 0
+
+cdef int _assign(U64s* v, const uint64_t* src, int64_t n) noexcept nogil:
+    if _reserve(v, n) < 0:
+        return -1
+    if n:
+        memcpy(v.data, src, n * sizeof(uint64_t))
+    v.n = n
+    return 0
+
+cdef int _append(U64s* v, const uint64_t* src, int64_t n) noexcept nogil:
+    if _reserve(v, v.n + n) < 0:
+        return -1
+    if n:
+        memcpy(v.data + v.n, src, n * sizeof(uint64_t))
+    v.n += n
+    return 0
+
+cdef void _release_val(Val* v) noexcept nogil:
+    free(v.buckets.data)
+    free(v.pos.data)
+    free(v.neg.data)
+    memset(v, 0, sizeof(Val))
+
+cdef int _copy_val(Val* dst, const Val* src) noexcept nogil:
+    """dst (owned) takes src's value, reusing dst's vectors."""
+    cdef U64s b = dst.buckets, p = dst.pos, n = dst.neg
+    dst[0] = src[0]
+    dst.buckets = b
+    dst.pos = p
+    dst.neg = n
+    if (_assign(&dst.buckets, src.buckets.data, src.buckets.n) < 0 or _assign(&dst.pos, src.pos.data, src.pos.n) < 0
+            or _assign(&dst.neg, src.neg.data, src.neg.n) < 0):
+        return -1
+    return 0
+
+# -- the stream identity --------------------------------------------------------
+
+cdef struct Bytes:
+    uint8_t* data
+    int64_t n
+    int64_t cap
+
+cdef int _put(Bytes* b, const uint8_t* src, int64_t n) noexcept nogil:
+    cdef int64_t cap
+    cdef uint8_t* data
+    if b.n + n > b.cap:
+        cap = b.cap * 2 if b.cap else 256
+        while cap < b.n + n:
+            cap *= 2
+        data = <uint8_t*>realloc(b.data, cap)
+        if data == NULL:
+            return -1
+        b.data = data
+        b.cap = cap
+    if n:
+        memcpy(b.data + b.n, src, n)
+    b.n += n
+    return 0
+
+cdef inline int _put_u32(Bytes* b, uint32_t value) noexcept nogil:
+    cdef uint8_t le[4]
+    le[0] = value & 0xFF
+    le[1] = (value >> 8) & 0xFF
+    le[2] = (value >> 16) & 0xFF
+    le[3] = (value >> 24) & 0xFF
+    return _put(b, le, 4)
+
+cdef inline int _put_text(Bytes* b, const uint8_t* src, int64_t n) noexcept nogil:
+    if _put_u32(b, <uint32_t>n) < 0:
+        return -1
+    return _put(b, src, n)
+
+cdef inline int _put_byte(Bytes* b, uint8_t value) noexcept nogil:
+    return _put(b, &value, 1)
+
+cdef inline int _bytes_cmp(const uint8_t* a, int64_t an, const uint8_t* b, int64_t bn) noexcept nogil:
+    """Python's order of bytes: memcmp over the common part, then the shorter first."""
+    cdef int r = memcmp(a, b, an if an < bn else bn) if (an and bn) else 0
+    if r:
+        return r
+    return -1 if an < bn else (1 if an > bn else 0)
+
+cdef inline int _entry_cmp(const Entry* a, const Entry* b) noexcept nogil:
+    cdef int r = _bytes_cmp(a.key, a.key_len, b.key, b.key_len)
+    if r:
+        return r
+    if a.tag != b.tag:
+        return -1 if a.tag < b.tag else 1
+    return _bytes_cmp(a.val, a.val_len, b.val, b.val_len)
+
+cdef int _identity(const Batch* x, int64_t i, int kind, Bytes* key, Entry** scratch, int64_t* scratch_cap) noexcept nogil:
+    """The stream identity of row i into key (temporality.stream_key's bytes); -1: no memory,
+    -2: offsets out of range."""
+    cdef int64_t n, lo, hi, j, k, m, src
+    cdef const uint8_t* p
+    cdef Entry e
+    cdef Entry* grown
+    key.n = 0
+    src = _i32(&x.source_index, i)
+    if src < 0 or src >= x.nsources:
+        return -2
+    if _put_text(key, x.src_key[src], x.src_len[src]) < 0:
+        return -1
+    p = _text(&x.name, i, &n)
+    if p == NULL:
+        return -2
+    if _put_text(key, p, n) < 0 or _put_byte(key, <uint8_t>kind) < 0:
+        return -1
+    p = _text(&x.unit, i, &n)
+    if p == NULL:
+        return -2
+    if _put_text(key, p, n) < 0:
+        return -1
+    if _put_byte(key, 1 if (_valid(&x.mono, i) and _bit(&x.mono, i)) else 0) < 0:
+        return -1
+    if x.attr_id[i] != NULL:  # attributes_other entries: computed by the reference
+        return _put(key, x.attr_id[i], x.attr_len[i])
+    if _list(&x.attrs, i, &lo, &hi) < 0:
+        return -2
+    m = hi - lo
+    if m > scratch_cap[0]:
+        grown = <Entry*>realloc(scratch[0], m * sizeof(Entry))
+        if grown == NULL:
+            return -1
+        scratch[0] = grown
+        scratch_cap[0] = m
+    p = _text(&x.atypes, i, &n)
+    if p == NULL:
+        return -2
+    for j in range(m):
+        e.key = _text(&x.akeys, lo + j, &e.key_len)
+        e.val = _text(&x.avals, lo + j, &e.val_len)
+        if e.key == NULL or e.val == NULL:
+            return -2
+        e.tag = p[j] if j < n else 0
+        k = j  # insertion sort: a point has few attributes
+        while k > 0 and _entry_cmp(&scratch[0][k - 1], &e) > 0:
+            scratch[0][k] = scratch[0][k - 1]
+            k -= 1
+        scratch[0][k] = e
+    if _put_u32(key, <uint32_t>m) < 0:
+        return -1
+    for j in range(m):
+        if (_put_text(key, scratch[0][j].key, scratch[0][j].key_len) < 0 or _put_byte(key, scratch[0][j].tag) < 0
+                or _put_text(key, scratch[0][j].val, scratch[0][j].val_len) < 0):
+            return -1
+    return 0
+
+cdef inline uint64_t _hash(const uint8_t* data, int64_t n) noexcept nogil:
+    """The identity's hash, 8 bytes a step (a multiply-xorshift, finished with MurmurHash3's
+    fmix64): the table compares the whole identity, so the hash needs spread, not strength,
+    and byte-wise FNV-1a cost two thirds of the row loop."""
+    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n, w
+    while n >= 8:
+        memcpy(&w, data, 8)
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+        h ^= h >> 32
+        data += 8
+        n -= 8
+    w = 0
+    if n:
+        memcpy(&w, data, n)
+    h ^= w
+    h ^= h >> 33
+    h *= 0xFF51AFD7ED558CCDULL
+    h ^= h >> 33
+    h *= 0xC4CEB9FE1A85EC53ULL
+    h ^= h >> 33
+    return h
+
+
+# -- a row's value ----------------------------------------------------------------
+
+cdef int _trimmed(const Col* counts, const Col* values, const Col* offset, int64_t i,
+                  const uint64_t** data, int64_t* n, int64_t* lo) noexcept nogil:
+    """An exponential side of row i as its non-zero range: data[0..n) for indexes lo.."""
+    cdef int64_t a, b
+    cdef const uint64_t* v
+    if _list(counts, i, &a, &b) < 0:
+        return -1
+    v = (<const uint64_t*>values.data) + values.off
+    while a < b and v[a] == 0:
+        a += 1
+    while b > a and v[b - 1] == 0:
+        b -= 1
+    data[0] = v + a
+    n[0] = b - a
+    lo[0] = (<int64_t>_i32(offset, i) if _valid(offset, i) else 0) + (a - counts.offsets[counts.off + i] if b > a else 0)
+    return 0
+
+cdef int _read(const Batch* x, int64_t i, int kind, Val* v, Shape* s) noexcept nogil:
+    """Row i's value and shape; the vectors point into the batch (v is not owned). -2: bad offsets."""
+    cdef int64_t a, b
+    cdef const uint64_t* data
+    cdef int64_t n, lo
+    memset(v, 0, sizeof(Val))
+    memset(s, 0, sizeof(Shape))
+    if kind == K_SUM:
+        v.has_int = _valid(&x.vi, i)
+        v.vi = _i64(&x.vi, i) if v.has_int else 0
+        v.has_double = _valid(&x.vd, i)
+        v.vd = _f64(&x.vd, i) if v.has_double else 0.0
+        return 0
+    v.count = _u64(&x.count, i) if _valid(&x.count, i) else 0
+    v.has_sum = _valid(&x.sum, i)
+    v.sum = _f64(&x.sum, i) if v.has_sum else 0.0
+    v.has_min = _valid(&x.mn, i)
+    v.mn = _f64(&x.mn, i) if v.has_min else 0.0
+    v.has_max = _valid(&x.mx, i)
+    v.mx = _f64(&x.mx, i) if v.has_max else 0.0
+    if kind == K_HIST:
+        if _list(&x.buckets, i, &a, &b) < 0:
+            return -2
+        v.buckets.data = (<uint64_t*>x.buckets_v.data) + x.buckets_v.off + a
+        v.buckets.n = b - a
+        s.nbuckets = b - a
+        if _list(&x.bounds, i, &a, &b) < 0:
+            return -2
+        s.bounds = (<double*>x.bounds_v.data) + x.bounds_v.off + a
+        s.nbounds = b - a
+        return 0
+    v.zero_count = _u64(&x.zero_count, i) if _valid(&x.zero_count, i) else 0
+    s.scale = _i32(&x.scale, i) if _valid(&x.scale, i) else 0
+    s.zero_threshold = _f64(&x.zero_threshold, i) if _valid(&x.zero_threshold, i) else 0.0
+    if _trimmed(&x.pos, &x.pos_v, &x.pos_off, i, &data, &n, &lo) < 0:
+        return -2
+    v.pos.data = <uint64_t*>data
+    v.pos.n = n
+    v.pos_lo = lo
+    if _trimmed(&x.neg, &x.neg_v, &x.neg_off, i, &data, &n, &lo) < 0:
+        return -2
+    v.neg.data = <uint64_t*>data
+    v.neg.n = n
+    v.neg_lo = lo
+    return 0
+
+cdef bint _same_shape(const Shape* a, const Shape* b, int kind) noexcept nogil:
+    cdef int64_t j
+    if kind == K_HIST:
+        if a.nbuckets != b.nbuckets or a.nbounds != b.nbounds:
+            return 0
+        for j in range(a.nbounds):
+            if not (a.bounds[j] == b.bounds[j]):  # NaN bounds never match (as in the reference)
+                return 0
+        return 1
+    if kind == K_EXP:
+        return a.scale == b.scale and a.zero_threshold == b.zero_threshold
+    return 1
+
+cdef inline uint64_t _at(const U64s* v, int64_t lo, int64_t k) noexcept nogil:
+    return v.data[k - lo] if lo <= k < lo + v.n else 0
+
+cdef bint _decreased(const Val* new, const Val* old, int kind) noexcept nogil:
+    cdef int64_t j
+    if kind == K_SUM:
+        if new.has_int and old.has_int:
+            return new.vi < old.vi
+        return ((<double>new.vi if new.has_int else new.vd) < (<double>old.vi if old.has_int else old.vd))
+    if new.count < old.count:
+        return 1
+    if kind == K_HIST:
+        for j in range(new.buckets.n if new.buckets.n < old.buckets.n else old.buckets.n):
+            if new.buckets.data[j] < old.buckets.data[j]:
+                return 1
+        return 0
+    for j in range(old.pos.n):
+        if _at(&new.pos, new.pos_lo, old.pos_lo + j) < old.pos.data[j]:
+            return 1
+    for j in range(old.neg.n):
+        if _at(&new.neg, new.neg_lo, old.neg_lo + j) < old.neg.data[j]:
+            return 1
+    return 0
+
+cdef int _side(U64s* out, int64_t* out_lo, const U64s* a, int64_t alo, const U64s* b, int64_t blo,
+               uint64_t sign) noexcept nogil:
+    """a + sign * b over the union of their ranges (sign 1 or -1 as uint64: wrapping)."""
+    cdef int64_t lo, hi, k
+    if a.n == 0 and b.n == 0:
+        out.n = 0
+        out_lo[0] = 0
+        return 0
+    if a.n == 0:
+        lo, hi = blo, blo + b.n
+    elif b.n == 0:
+        lo, hi = alo, alo + a.n
+    else:
+        lo = alo if alo < blo else blo
+        hi = alo + a.n if alo + a.n > blo + b.n else blo + b.n
+    if _reserve(out, hi - lo) < 0:
+        return -1
+    for k in range(lo, hi):
+        out.data[k - lo] = _at(a, alo, k) + sign * _at(b, blo, k)
+    out.n = hi - lo
+    out_lo[0] = lo
+    return 0
+
+cdef int _combine(Val* out, const Val* a, const Val* b, int sign, int kind) noexcept nogil:
+    """out = a + sign * b, member by member, as the reference's _combine (out owns its
+    vectors and is neither a nor b)."""
+    cdef uint64_t s = <uint64_t>1 if sign > 0 else <uint64_t>(-1)
+    cdef int64_t j
+    out.has_int = a.has_int
+    out.vi = <int64_t>(<uint64_t>a.vi + s * <uint64_t>(b.vi if b.has_int else 0)) if a.has_int else 0
+    out.has_double = a.has_double
+    out.vd = (a.vd + (sign * b.vd if b.has_double else 0.0)) if a.has_double else 0.0
+    if kind == K_SUM:
+        out.buckets.n = out.pos.n = out.neg.n = 0
+        return 0
+    out.count = a.count + s * b.count
+    out.zero_count = a.zero_count + s * b.zero_count
+    out.has_sum = a.has_sum
+    out.sum = (a.sum + (sign * b.sum if b.has_sum else 0.0)) if a.has_sum else 0.0
+    if sign > 0:  # accumulated: the least and greatest of the intervals (Python's min(a, b))
+        out.has_min = a.has_min or b.has_min
+        out.mn = a.mn if a.has_min and not (b.has_min and b.mn < a.mn) else b.mn
+        out.has_max = a.has_max or b.has_max
+        out.mx = a.mx if a.has_max and not (b.has_max and b.mx > a.mx) else b.mx
+    else:         # a difference has neither
+        out.has_min = out.has_max = 0
+    if kind == K_HIST:
+        if _reserve(&out.buckets, a.buckets.n) < 0:
+            return -1
+        for j in range(a.buckets.n):
+            out.buckets.data[j] = a.buckets.data[j] + s * (b.buckets.data[j] if j < b.buckets.n else 0)
+        out.buckets.n = a.buckets.n
+        out.pos.n = out.neg.n = 0
+        return 0
+    out.buckets.n = 0
+    if (_side(&out.pos, &out.pos_lo, &a.pos, a.pos_lo, &b.pos, b.pos_lo, s) < 0
+            or _side(&out.neg, &out.neg_lo, &a.neg, a.neg_lo, &b.neg, b.neg_lo, s) < 0):
+        return -1
+    return 0
+
+# -- the table ----------------------------------------------------------------------
+
+cdef class StreamTable:
+    """Every stream's state: a pool of Stream structs, an open-addressing index by hash
+    (linear probing, deletion by backward shift) and the list of streams in order of last
+    use, whose front :meth:`convert` expires."""
+
+    cdef Stream* streams
+    cdef int64_t pool, size, free_head, lru_head, lru_tail
+    cdef int64_t* slots        # stream index + 1; 0 = empty
+    cdef int64_t nslots        # a power of two, at least twice size
+    cdef Bytes key
+    cdef Entry* scratch
+    cdef int64_t scratch_cap
+    cdef Val tmp, cur
+
+    def __cinit__(self):
+        self.free_head = self.lru_head = self.lru_tail = -1
+        self.nslots = 64
+        self.slots = <int64_t*>malloc(self.nslots * sizeof(int64_t))
+        if self.slots == NULL:
+            raise MemoryError()
+        memset(self.slots, 0, self.nslots * sizeof(int64_t))
+
+    def __dealloc__(self):
+        self._clear()
+        free(self.streams)
+        free(self.slots)
+        free(self.key.data)
+        free(self.scratch)
+        _release_val(&self.tmp)
+        _release_val(&self.cur)
+
+    @property
+    def size(self):
+        return self.size
+
+    def clear(self):
+        """Forget every stream."""
+        self._clear()
+
+    cdef void _clear(self) noexcept nogil:
+        cdef int64_t i = self.lru_head
+        while i >= 0:
+            free(self.streams[i].key)
+            free(self.streams[i].shape.bounds)
+            _release_val(&self.streams[i].val)
+            i = self.streams[i].next
+        # the pool stays allocated; every slot is free again
+        self.free_head = -1
+        for i in range(self.pool - 1, -1, -1):
+            self.streams[i].key = NULL
+            self.streams[i].next = self.free_head
+            self.free_head = i
+        self.size = 0
+        self.lru_head = self.lru_tail = -1
+        memset(self.slots, 0, self.nslots * sizeof(int64_t))
+
+    # -- index
+
+    cdef int64_t _find(self, const uint8_t* key, int64_t n, uint64_t h) noexcept nogil:
+        cdef uint64_t mask = self.nslots - 1
+        cdef uint64_t at = h & mask
+        cdef int64_t s
+        cdef Stream* st
+        while self.slots[at]:
+            s = self.slots[at] - 1
+            st = &self.streams[s]
+            if st.hash == h and st.key_len == n and memcmp(st.key, key, n) == 0:
+                return s
+            at = (at + 1) & mask
+        return -1
+
+    cdef void _index(self, int64_t s) noexcept nogil:
+        cdef uint64_t mask = self.nslots - 1
+        cdef uint64_t at = self.streams[s].hash & mask
+        while self.slots[at]:
+            at = (at + 1) & mask
+        self.slots[at] = s + 1
+
+    cdef int _grow_index(self) noexcept nogil:
+        cdef int64_t* old = self.slots
+        cdef int64_t n = self.nslots, i
+        cdef int64_t* grown = <int64_t*>malloc(n * 2 * sizeof(int64_t))
+        if grown == NULL:
+            return -1
+        memset(grown, 0, n * 2 * sizeof(int64_t))
+        self.slots = grown
+        self.nslots = n * 2
+        for i in range(n):
+            if old[i]:
+                self._index(old[i] - 1)
+        free(old)
+        return 0
+
+    cdef void _unindex(self, int64_t s) noexcept nogil:
+        cdef uint64_t mask = self.nslots - 1
+        cdef uint64_t i = self.streams[s].hash & mask, j, home
+        while self.slots[i] != s + 1:
+            i = (i + 1) & mask
+        self.slots[i] = 0
+        j = i
+        while True:  # backward shift: move later entries of the run into the hole
+            j = (j + 1) & mask
+            if not self.slots[j]:
+                return
+            home = self.streams[self.slots[j] - 1].hash & mask
+            if ((j - home) & mask) >= ((j - i) & mask):
+                self.slots[i] = self.slots[j]
+                self.slots[j] = 0
+                i = j
+
+    # -- order of use
+
+    cdef void _unlink(self, int64_t s) noexcept nogil:
+        cdef Stream* st = &self.streams[s]
+        if st.prev >= 0:
+            self.streams[st.prev].next = st.next
+        else:
+            self.lru_head = st.next
+        if st.next >= 0:
+            self.streams[st.next].prev = st.prev
+        else:
+            self.lru_tail = st.prev
+
+    cdef void _link_last(self, int64_t s) noexcept nogil:
+        self.streams[s].prev = self.lru_tail
+        self.streams[s].next = -1
+        if self.lru_tail >= 0:
+            self.streams[self.lru_tail].next = s
+        else:
+            self.lru_head = s
+        self.lru_tail = s
+
+    cdef void _remove(self, int64_t s) noexcept nogil:
+        self._unindex(s)
+        self._unlink(s)
+        free(self.streams[s].key)
+        free(self.streams[s].shape.bounds)
+        _release_val(&self.streams[s].val)
+        memset(&self.streams[s], 0, sizeof(Stream))
+        self.streams[s].next = self.free_head
+        self.free_head = s
+        self.size -= 1
+
+    cdef int64_t _new(self, const uint8_t* key, int64_t n, uint64_t h, int kind) noexcept nogil:
+        """A new stream (last in use order) for this identity, or -1 (no memory)."""
+        cdef int64_t s, pool, i
+        cdef Stream* grown
+        if (self.size + 1) * 2 > self.nslots and self._grow_index() < 0:
+            return -1
+        if self.free_head < 0:
+            pool = self.pool * 2 if self.pool else 64
+            grown = <Stream*>realloc(self.streams, pool * sizeof(Stream))
+            if grown == NULL:
+                return -1
+            self.streams = grown
+            memset(&self.streams[self.pool], 0, (pool - self.pool) * sizeof(Stream))
+            for i in range(pool - 1, self.pool - 1, -1):
+                self.streams[i].next = self.free_head
+                self.free_head = i
+            self.pool = pool
+        s = self.free_head
+        self.free_head = self.streams[s].next
+        memset(&self.streams[s], 0, sizeof(Stream))
+        self.streams[s].key = <uint8_t*>malloc(n if n else 1)
+        if self.streams[s].key == NULL:
+            self.streams[s].next = self.free_head
+            self.free_head = s
+            return -1
+        memcpy(self.streams[s].key, key, n)
+        self.streams[s].key_len = n
+        self.streams[s].hash = h
+        self.streams[s].kind = <uint8_t>kind
+        self._index(s)
+        self._link_last(s)
+        self.size += 1
+        return s
+
+    cdef int _take(self, int64_t s, int64_t start, int64_t time, const Val* v, const Shape* shape,
+                   int64_t now) noexcept nogil:
+        """Stream s is now (start, time, v, shape), seen now: the last in order of use."""
+        cdef Stream* st = &self.streams[s]
+        cdef double* bounds
+        st.start = start
+        st.time = time
+        st.seen = now
+        if _copy_val(&st.val, v) < 0:
+            return -1
+        if st.shape.bounds != shape.bounds:
+            bounds = <double*>realloc(st.shape.bounds, (shape.nbounds if shape.nbounds else 1) * sizeof(double))
+            if bounds == NULL:
+                return -1
+            if shape.nbounds:
+                memcpy(bounds, shape.bounds, shape.nbounds * sizeof(double))
+            st.shape.bounds = bounds
+        st.shape.nbuckets = shape.nbuckets
+        st.shape.nbounds = shape.nbounds
+        st.shape.scale = shape.scale
+        st.shape.zero_threshold = shape.zero_threshold
+        self._unlink(s)
+        self._link_last(s)
+        return 0
+
+    cdef void _expire(self, const Settings* st) noexcept nogil:
+        while self.lru_head >= 0 and st.now - self.streams[self.lru_head].seen > st.max_stale:
+            self._remove(self.lru_head)
+
+    # -- the rules (otlpd.temporality.Converter._to_delta and _to_cumulative)
+
+    cdef int _row(self, const Batch* x, int64_t i, const Settings* st, Counts* counts, Out* out,
+                  int* kind_out) noexcept nogil:
+        """Row i: act[i] and, when it is stored converted, its output values in cur (start
+        and temporality in out), its kind in kind_out. 0, or -1 (no memory), -2 (bad offsets)."""
+        cdef int64_t n, s, start, time
+        cdef uint64_t h
+        cdef const uint8_t* p
+        cdef int kind = K_OTHER, given, r
+        cdef Val v
+        cdef Shape shape
+        cdef Stream* stream
+        cdef bint first, keep, reset
+        p = _text(&x.kind, i, &n)
+        if p == NULL:
+            return -2
+        if n == 3 and memcmp(p, b"sum", 3) == 0:
+            kind = K_SUM
+        elif n == 9 and memcmp(p, b"histogram", 9) == 0:
+            kind = K_HIST
+        elif n == 21 and memcmp(p, b"exponential_histogram", 21) == 0:
+            kind = K_EXP
+        kind_out[0] = kind
+        given = _i32(&x.temporality, i) if _valid(&x.temporality, i) else 0
+        out.act[i] = ACT_PASS
+        if (kind == K_OTHER or given == st.target or (given != DELTA and given != CUMULATIVE)
+                or (st.target == DELTA and kind == K_SUM and not (_valid(&x.mono, i) and _bit(&x.mono, i)))
+                or (_u32(&x.flags, i) & NO_RECORDED_VALUE)):
+            counts.passed += 1
+            return 0
+        r = _identity(x, i, kind, &self.key, &self.scratch, &self.scratch_cap)
+        if r < 0:
+            return r
+        h = _hash(self.key.data, self.key.n)
+        s = self._find(self.key.data, self.key.n, h)
+        if s < 0 and self.size >= st.max_streams:
+            counts.over_limit += 1
+            counts.passed += 1
+            return 0  # unconverted; its aggregation_temporality says so
+        r = _read(x, i, kind, &v, &shape)
+        if r < 0:
+            return r
+        start = _i64(&x.start, i)
+        time = _i64(&x.time, i)
+        stream = &self.streams[s] if s >= 0 else NULL
+        if stream != NULL and time <= stream.time:
+            counts.old += 1
+            out.act[i] = ACT_DROP
+            return 0
+        if st.target == DELTA:
+            reset = (stream == NULL or not _same_shape(&shape, &stream.shape, kind) or start != stream.start
+                     or _decreased(&v, &stream.val, kind))
+            if not reset:
+                if _combine(&self.cur, &v, &stream.val, -1, kind) < 0:
+                    return -1
+                out.start[i] = stream.time
+                if self._take(s, start, time, &v, &shape, st.now) < 0:
+                    return -1
+            else:
+                first = stream == NULL
+                if first:
+                    keep = st.initial == INIT_KEEP
+                    if st.initial == INIT_AUTO:
+                        keep = start != time and start > 0 and start >= st.started_at
+                else:
+                    keep = start != time and start > 0 and start >= stream.time
+                if first:
+                    s = self._new(self.key.data, self.key.n, h, kind)
+                    if s < 0:
+                        return -1
+                if self._take(s, start, time, &v, &shape, st.now) < 0:
+                    return -1
+                if not keep:
+                    counts.baseline += 1
+                    out.act[i] = ACT_DROP
+                    return 0
+                if _copy_val(&self.cur, &v) < 0:
+                    return -1
+                out.start[i] = start
+            if kind != K_SUM:  # a cumulative min and max say nothing about the interval
+                self.cur.has_min = self.cur.has_max = 0
+        else:
+            if stream != NULL and start < stream.time:
+                counts.overlap += 1
+                out.act[i] = ACT_DROP
+                return 0
+            if stream == NULL or not _same_shape(&shape, &stream.shape, kind):
+                if stream == NULL:
+                    s = self._new(self.key.data, self.key.n, h, kind)
+                    if s < 0:
+                        return -1
+                if self._take(s, start, time, &v, &shape, st.now) < 0:
+                    return -1
+            else:
+                if _combine(&self.tmp, &stream.val, &v, 1, kind) < 0:
+                    return -1
+                if self._take(s, stream.start, time, &self.tmp, &shape, st.now) < 0:
+                    return -1
+            stream = &self.streams[s]
+            if _copy_val(&self.cur, &stream.val) < 0:
+                return -1
+            out.start[i] = stream.start
+        counts.converted += 1
+        out.act[i] = ACT_OUT
+        out.temporality[i] = st.target
+        return 0
+
+    cdef int _run(self, const Batch* x, const Settings* st, Counts* counts, Out* out) noexcept nogil:
+        """Every row: the rule, then its output columns. 0, -1 (no memory), -2 (bad offsets)."""
+        cdef int64_t i
+        cdef int r, kind
+        self._expire(st)
+        out.buckets_offsets[0] = out.pos_offsets[0] = out.neg_offsets[0] = 0
+        for i in range(x.rows):
+            r = self._row(x, i, st, counts, out, &kind)
+            if r < 0:
+                return r
+            r = self._emit(x, i, kind, out)
+            if r < 0:
+                return r
+            if (<int64_t>out.buckets.n > 0x7FFFFFFF or <int64_t>out.pos.n > 0x7FFFFFFF
+                    or <int64_t>out.neg.n > 0x7FFFFFFF):
+                return -1
+            out.buckets_offsets[i + 1] = <int32_t>out.buckets.n
+            out.pos_offsets[i + 1] = <int32_t>out.pos.n
+            out.neg_offsets[i + 1] = <int32_t>out.neg.n
+        return 0
+
+    cdef void _copy_scalars(self, const Batch* x, int64_t i, Out* out) noexcept nogil:
+        """Row i's fixed-width columns as they came."""
+        out.ok_start[i] = _valid(&x.start, i)
+        out.start[i] = _i64(&x.start, i)
+        out.ok_temporality[i] = _valid(&x.temporality, i)
+        out.temporality[i] = _i32(&x.temporality, i)
+        out.ok_vi[i] = _valid(&x.vi, i)
+        out.vi[i] = _i64(&x.vi, i)
+        out.ok_vd[i] = _valid(&x.vd, i)
+        out.vd[i] = _f64(&x.vd, i)
+        out.ok_count[i] = _valid(&x.count, i)
+        out.count[i] = _u64(&x.count, i)
+        out.ok_sum[i] = _valid(&x.sum, i)
+        out.sum[i] = _f64(&x.sum, i)
+        out.ok_mn[i] = _valid(&x.mn, i)
+        out.mn[i] = _f64(&x.mn, i)
+        out.ok_mx[i] = _valid(&x.mx, i)
+        out.mx[i] = _f64(&x.mx, i)
+        out.ok_zero_count[i] = _valid(&x.zero_count, i)
+        out.zero_count[i] = _u64(&x.zero_count, i)
+        out.ok_pos_off[i] = _valid(&x.pos_off, i)
+        out.pos_off[i] = _i32(&x.pos_off, i)
+        out.ok_neg_off[i] = _valid(&x.neg_off, i)
+        out.neg_off[i] = _i32(&x.neg_off, i)
+
+    cdef int _copy_list(self, const Col* c, const Col* values, int64_t i, U64s* out, uint8_t* ok) noexcept nogil:
+        """Row i of a list<uint64> column as it came. -2: bad offsets, -1: no memory."""
+        cdef int64_t a, b
+        ok[i] = _valid(c, i)
+        if _list(c, i, &a, &b) < 0:
+            return -2
+        return _append(out, (<const uint64_t*>values.data) + values.off + a, b - a)
+
+    cdef int _emit(self, const Batch* x, int64_t i, int kind, Out* out) noexcept nogil:
+        """Row i's output columns: as it came, or (ACT_OUT) from its converted value self.cur
+        with out.start[i] and out.temporality[i] already set by _row."""
+        cdef Val* v = &self.cur
+        cdef int64_t start = out.start[i]
+        cdef int32_t temporality = out.temporality[i]
+        cdef bint converted = out.act[i] == ACT_OUT
+        cdef int r
+        self._copy_scalars(x, i, out)
+        if not converted:
+            kind = K_OTHER
+        else:
+            out.start[i] = start
+            out.temporality[i] = temporality
+        if kind == K_SUM:
+            out.any_sum = 1
+            out.ok_vi[i] = v.has_int
+            out.vi[i] = v.vi
+            out.ok_vd[i] = v.has_double
+            out.vd[i] = v.vd
+        elif kind == K_HIST or kind == K_EXP:
+            out.count[i] = v.count
+            out.ok_sum[i] = v.has_sum
+            out.sum[i] = v.sum
+            out.ok_mn[i] = v.has_min
+            out.mn[i] = v.mn
+            out.ok_mx[i] = v.has_max
+            out.mx[i] = v.mx
+        if kind == K_HIST:
+            out.any_hist = 1
+            out.ok_buckets[i] = 1
+            r = _append(&out.buckets, v.buckets.data, v.buckets.n)
+        else:
+            r = self._copy_list(&x.buckets, &x.buckets_v, i, &out.buckets, out.ok_buckets)
+        if r < 0:
+            return r
+        if kind != K_EXP:
+            r = self._copy_list(&x.pos, &x.pos_v, i, &out.pos, out.ok_pos)
+            if r == 0:
+                r = self._copy_list(&x.neg, &x.neg_v, i, &out.neg, out.ok_neg)
+            return r
+        out.any_exp = 1
+        out.zero_count[i] = v.zero_count
+        out.ok_zero_count[i] = 1
+        # an absent side with no buckets stays absent; else it starts at its first bucket
+        out.ok_pos[i] = _valid(&x.pos, i) or v.pos.n > 0
+        if out.ok_pos[i]:
+            out.ok_pos_off[i] = 1
+            out.pos_off[i] = <int32_t>v.pos_lo if v.pos.n else (_i32(&x.pos_off, i) if _valid(&x.pos_off, i) else 0)
+        out.ok_neg[i] = _valid(&x.neg, i) or v.neg.n > 0
+        if out.ok_neg[i]:
+            out.ok_neg_off[i] = 1
+            out.neg_off[i] = <int32_t>v.neg_lo if v.neg.n else (_i32(&x.neg_off, i) if _valid(&x.neg_off, i) else 0)
+        if _append(&out.pos, v.pos.data, v.pos.n) < 0 or _append(&out.neg, v.neg.data, v.neg.n) < 0:
+            return -1
+        return 0
+
+    # -- Python's side: gather the buffers, run, wrap the output --------------------
+
+    def convert(self, batch, source_keys, int target, str initial_value, int64_t max_streams,
+                int64_t max_stale_ns, int64_t started_at_ns, int64_t now_ns, attributes_identity):
+        """The rows to store for ``batch`` (stored metric rows; ``source_keys`` maps each
+        source_id to its canonical key) and the counts (converted, passed_through, over_limit,
+        baseline, not_after_last_point, overlapping). ``attributes_identity`` is the
+        reference's, for the rows with ``attributes_other`` entries."""
+        cdef Batch x
+        cdef Out out
+        cdef Settings st
+        cdef Counts counts
+        cdef int64_t rows = batch.num_rows, i
+        cdef int r
+        memset(&x, 0, sizeof(Batch))
+        memset(&out, 0, sizeof(Out))
+        memset(&counts, 0, sizeof(Counts))
+        st.target = target
+        st.initial = {"auto": INIT_AUTO, "keep": INIT_KEEP, "drop": INIT_DROP}[initial_value]
+        st.max_streams = max_streams
+        st.max_stale = max_stale_ns if max_stale_ns > 0 else 0x7FFFFFFFFFFFFFFF
+        st.started_at = started_at_ns
+        st.now = now_ns
+        if rows == 0:
+            self._expire(&st)
+            return batch, (0, 0, 0, 0, 0, 0)
+        keep_alive = []
+        buffers = {}
+        try:
+            self._gather(batch, source_keys, attributes_identity, &x, keep_alive)
+            self._allocate(rows, &out, buffers)
+            with nogil:
+                r = self._run(&x, &st, &counts, &out)
+            if r == -1:
+                raise MemoryError()
+            if r == -2:
+                raise ValueError("metric rows with list offsets out of range")
+            result = self._wrap(batch, rows, &out, buffers)
+        finally:
+            free(x.src_key)
+            free(x.src_len)
+            free(x.attr_id)
+            free(x.attr_len)
+            free(out.buckets.data)
+            free(out.pos.data)
+            free(out.neg.data)
+        return result, (counts.converted, counts.passed, counts.over_limit, counts.baseline, counts.old,
+                        counts.overlap)
+
+    cdef int _gather(self, batch, source_keys, attributes_identity, Batch* x, list keep_alive) except -1:
+        """x: the batch's columns (their buffers stay alive in keep_alive)."""
+        cdef int64_t rows = batch.num_rows, i
+        x.rows = rows
+        column = batch.column
+        keep_alive.append(batch)
+        ids = list(source_keys)
+        index = pc.index_in(column("source_id"), value_set=pa.array(ids, pa.uint64()))
+        if index.null_count:
+            missing = pc.filter(column("source_id"), pc.is_null(index))[0].as_py()
+            raise ValueError(f"source_id {missing} has no canonical key")
+        index = index.cast(pa.int32())
+        keep_alive.append(index)
+        _fixed(&x.source_index, index, rows)
+        x.nsources = len(ids)
+        x.src_key = <const uint8_t**>malloc((x.nsources + 1) * sizeof(uint8_t*))
+        x.src_len = <int64_t*>malloc((x.nsources + 1) * sizeof(int64_t))
+        x.attr_id = <const uint8_t**>malloc(rows * sizeof(uint8_t*))
+        x.attr_len = <int64_t*>malloc(rows * sizeof(int64_t))
+        if x.src_key == NULL or x.src_len == NULL or x.attr_id == NULL or x.attr_len == NULL:
+            raise MemoryError()
+        keys = [bytes(source_keys[key]) for key in ids]
+        keep_alive.append(keys)
+        for i in range(x.nsources):
+            x.src_key[i] = <const uint8_t*>(<bytes>keys[i])
+            x.src_len[i] = len(keys[i])
+        _string(&x.name, column("metric_name"), rows)
+        _string(&x.kind, column("metric_type"), rows)
+        _string(&x.unit, column("metric_unit"), rows)
+        _fixed(&x.mono, column("is_monotonic"), rows)
+        attributes = column("attributes")
+        _nested(&x.attrs, attributes, rows)
+        entries = attributes.values
+        _string(&x.akeys, entries.field(0), len(entries))
+        _string(&x.avals, entries.field(1), len(entries))
+        _string(&x.atypes, column("attributes_types"), rows)
+        # rows whose attributes include attributes_other entries: their identity from the reference
+        memset(x.attr_id, 0, rows * sizeof(uint8_t*))
+        other = column("attributes_other")
+        if len(other.values):
+            lengths = pc.fill_null(pc.list_value_length(other), 0)
+            where = pc.indices_nonzero(lengths).to_pylist()
+            types = column("attributes_types")
+            for i in where:
+                part = attributes_identity(attributes[i].as_py(), types[i].as_py(), other[i].as_py())
+                keep_alive.append(part)
+                x.attr_id[i] = <const uint8_t*>(<bytes>part)
+                x.attr_len[i] = len(part)
+        _list_column(&x.buckets, &x.buckets_v, column("bucket_counts"), rows)
+        _list_column(&x.bounds, &x.bounds_v, column("explicit_bounds"), rows)
+        _list_column(&x.pos, &x.pos_v, column("positive_bucket_counts"), rows)
+        _list_column(&x.neg, &x.neg_v, column("negative_bucket_counts"), rows)
+        _fixed(&x.start, column("start_time"), rows)
+        _fixed(&x.time, column("time"), rows)
+        _fixed(&x.flags, column("flags"), rows)
+        _fixed(&x.temporality, column("aggregation_temporality"), rows)
+        _fixed(&x.vd, column("value_double"), rows)
+        _fixed(&x.vi, column("value_int"), rows)
+        _fixed(&x.count, column("count"), rows)
+        _fixed(&x.sum, column("sum"), rows)
+        _fixed(&x.mn, column("min"), rows)
+        _fixed(&x.mx, column("max"), rows)
+        _fixed(&x.scale, column("scale"), rows)
+        _fixed(&x.zero_count, column("zero_count"), rows)
+        _fixed(&x.zero_threshold, column("zero_threshold"), rows)
+        _fixed(&x.pos_off, column("positive_offset"), rows)
+        _fixed(&x.neg_off, column("negative_offset"), rows)
+        return 0
+
+    cdef int _allocate(self, int64_t rows, Out* out, dict buffers) except -1:
+        """The output columns, as bytearrays (handed to Arrow without a copy)."""
+        cdef char* data
+        for name, width in (("act", 1), ("start", 8), ("temporality", 4), ("vi", 8), ("vd", 8), ("count", 8),
+                            ("sum", 8), ("mn", 8), ("mx", 8), ("zero_count", 8), ("pos_off", 4), ("neg_off", 4),
+                            ("ok_start", 1), ("ok_temporality", 1), ("ok_vi", 1), ("ok_vd", 1), ("ok_count", 1),
+                            ("ok_sum", 1), ("ok_mn", 1), ("ok_mx", 1), ("ok_zero_count", 1), ("ok_pos_off", 1),
+                            ("ok_neg_off", 1), ("ok_buckets", 1), ("ok_pos", 1), ("ok_neg", 1),
+                            ("buckets_offsets", 4), ("pos_offsets", 4), ("neg_offsets", 4)):
+            size = (rows + 1) * width if name.endswith("_offsets") else rows * width
+            buffers[name] = bytearray(size)
+        data = PyByteArray_AS_STRING(buffers["act"]); out.act = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["start"]); out.start = <int64_t*>data
+        data = PyByteArray_AS_STRING(buffers["temporality"]); out.temporality = <int32_t*>data
+        data = PyByteArray_AS_STRING(buffers["vi"]); out.vi = <int64_t*>data
+        data = PyByteArray_AS_STRING(buffers["vd"]); out.vd = <double*>data
+        data = PyByteArray_AS_STRING(buffers["count"]); out.count = <uint64_t*>data
+        data = PyByteArray_AS_STRING(buffers["sum"]); out.sum = <double*>data
+        data = PyByteArray_AS_STRING(buffers["mn"]); out.mn = <double*>data
+        data = PyByteArray_AS_STRING(buffers["mx"]); out.mx = <double*>data
+        data = PyByteArray_AS_STRING(buffers["zero_count"]); out.zero_count = <uint64_t*>data
+        data = PyByteArray_AS_STRING(buffers["pos_off"]); out.pos_off = <int32_t*>data
+        data = PyByteArray_AS_STRING(buffers["neg_off"]); out.neg_off = <int32_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_start"]); out.ok_start = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_temporality"]); out.ok_temporality = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_vi"]); out.ok_vi = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_vd"]); out.ok_vd = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_count"]); out.ok_count = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_sum"]); out.ok_sum = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_mn"]); out.ok_mn = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_mx"]); out.ok_mx = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_zero_count"]); out.ok_zero_count = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_pos_off"]); out.ok_pos_off = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_neg_off"]); out.ok_neg_off = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_buckets"]); out.ok_buckets = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_pos"]); out.ok_pos = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["ok_neg"]); out.ok_neg = <uint8_t*>data
+        data = PyByteArray_AS_STRING(buffers["buckets_offsets"]); out.buckets_offsets = <int32_t*>data
+        data = PyByteArray_AS_STRING(buffers["pos_offsets"]); out.pos_offsets = <int32_t*>data
+        data = PyByteArray_AS_STRING(buffers["neg_offsets"]); out.neg_offsets = <int32_t*>data
+        return 0
+
+    cdef object _wrap(self, batch, int64_t rows, Out* out, dict buffers):
+        """The output batch: the input's columns, those the conversion changed replaced, the
+        dropped rows filtered out."""
+        cdef const uint8_t* act = out.act
+        cdef uint8_t* flags
+        cdef int64_t i, converted = 0, dropped = 0
+        for i in range(rows):
+            converted += act[i] == ACT_OUT
+            dropped += act[i] == ACT_DROP
+        if not converted and not dropped:
+            return batch
+        schema = batch.schema
+        columns = {}
+        if converted:
+            def fixed(name, key, ok):
+                columns[name] = pa.Array.from_buffers(schema.field(name).type, rows,
+                                                      [_bitmap(buffers[ok], rows), pa.py_buffer(buffers[key])])
+            fixed("start_time", "start", "ok_start")
+            fixed("aggregation_temporality", "temporality", "ok_temporality")
+            if out.any_sum:
+                fixed("value_int", "vi", "ok_vi")
+                fixed("value_double", "vd", "ok_vd")
+            if out.any_hist or out.any_exp:
+                fixed("count", "count", "ok_count")
+                fixed("sum", "sum", "ok_sum")
+                fixed("min", "mn", "ok_mn")
+                fixed("max", "mx", "ok_mx")
+            def listed(name, offsets, ok, values):
+                child = pa.Array.from_buffers(schema.field(name).type.value_type, len(values) // 8,
+                                              [None, pa.py_buffer(values)])
+                columns[name] = pa.Array.from_buffers(schema.field(name).type, rows,
+                                                      [_bitmap(buffers[ok], rows), pa.py_buffer(buffers[offsets])],
+                                                      children=[child])
+            if out.any_hist:
+                listed("bucket_counts", "buckets_offsets", "ok_buckets", _vector(&out.buckets))
+            if out.any_exp:
+                fixed("zero_count", "zero_count", "ok_zero_count")
+                fixed("positive_offset", "pos_off", "ok_pos_off")
+                fixed("negative_offset", "neg_off", "ok_neg_off")
+                listed("positive_bucket_counts", "pos_offsets", "ok_pos", _vector(&out.pos))
+                listed("negative_bucket_counts", "neg_offsets", "ok_neg", _vector(&out.neg))
+        result = pa.RecordBatch.from_arrays([columns.get(name, batch.column(k)) for k, name in enumerate(schema.names)],
+                                            schema=schema)
+        if dropped:
+            keep = bytearray(rows)
+            flags = <uint8_t*>PyByteArray_AS_STRING(keep)
+            for i in range(rows):
+                flags[i] = act[i] != ACT_DROP
+            result = result.filter(pa.Array.from_buffers(pa.bool_(), rows, [None, _bitmap(keep, rows, True)]))
+        return result
+
+    # -- the saved state (otlpd.temporality.Converter.state's "streams") -------------
+
+    def state(self):
+        """Every stream as [identity (base64), start, time, value, shape, seen], in order of use."""
+        cdef int64_t s = self.lru_head, j
+        cdef Stream* st
+        out = []
+        while s >= 0:
+            st = &self.streams[s]
+            v = &st.val
+            if st.kind == K_SUM:
+                value = {"value_double": v.vd if v.has_double else None, "value_int": v.vi if v.has_int else None}
+                shape = []
+            else:
+                value = {"count": v.count, "sum": v.sum if v.has_sum else None, "min": v.mn if v.has_min else None,
+                         "max": v.mx if v.has_max else None}
+                if st.kind == K_HIST:
+                    value["bucket_counts"] = [v.buckets.data[j] for j in range(v.buckets.n)]
+                    shape = [st.shape.nbuckets] + [st.shape.bounds[j] for j in range(st.shape.nbounds)]
+                else:
+                    value["zero_count"] = v.zero_count
+                    value["positive"] = [[v.pos_lo + j, v.pos.data[j]] for j in range(v.pos.n) if v.pos.data[j]]
+                    value["negative"] = [[v.neg_lo + j, v.neg.data[j]] for j in range(v.neg.n) if v.neg.data[j]]
+                    shape = [st.shape.scale, st.shape.zero_threshold]
+            out.append([base64.b64encode(st.key[:st.key_len]).decode("ascii"), st.start, st.time, value, shape,
+                        st.seen])
+            s = st.next
+        return out
+
+    def load(self, streams):
+        """Take the streams of a saved :meth:`state` (replacing every stream)."""
+        cdef Val v
+        cdef Shape shape
+        cdef int64_t s
+        cdef bytes key
+        cdef int kind
+        self._clear()
+        memset(&v, 0, sizeof(Val))
+        memset(&shape, 0, sizeof(Shape))
+        try:
+            for encoded, start, time, value, shape_list, seen in streams:
+                key = base64.b64decode(encoded)
+                _release_val(&v)
+                free(shape.bounds)
+                memset(&shape, 0, sizeof(Shape))
+                if "value_int" in value:
+                    kind = K_SUM
+                    v.has_int = value["value_int"] is not None
+                    v.vi = value["value_int"] or 0
+                    v.has_double = value["value_double"] is not None
+                    v.vd = value["value_double"] or 0.0
+                else:
+                    kind = K_EXP if "positive" in value else K_HIST
+                    v.count = value["count"] or 0
+                    v.has_sum, v.sum = value["sum"] is not None, value["sum"] or 0.0
+                    v.has_min, v.mn = value["min"] is not None, value["min"] or 0.0
+                    v.has_max, v.mx = value["max"] is not None, value["max"] or 0.0
+                    if kind == K_HIST:
+                        _from_list(&v.buckets, value["bucket_counts"])
+                        shape.nbuckets = shape_list[0]
+                        shape.nbounds = len(shape_list) - 1
+                        shape.bounds = <double*>malloc((shape.nbounds + 1) * sizeof(double))
+                        if shape.bounds == NULL:
+                            raise MemoryError()
+                        for j, bound in enumerate(shape_list[1:]):
+                            shape.bounds[j] = bound
+                    else:
+                        v.zero_count = value["zero_count"] or 0
+                        v.pos_lo = _from_pairs(&v.pos, value["positive"])
+                        v.neg_lo = _from_pairs(&v.neg, value["negative"])
+                        shape.scale, shape.zero_threshold = shape_list
+                s = self._new(<const uint8_t*>key, len(key), _hash(<const uint8_t*>key, len(key)), kind)
+                if s < 0 or self._take(s, start, time, &v, &shape, seen) < 0:
+                    raise MemoryError()
+        finally:
+            _release_val(&v)
+            free(shape.bounds)
+
+
+cdef bytearray _vector(const U64s* v):
+    return PyByteArray_FromStringAndSize(<const char*>v.data, v.n * sizeof(uint64_t))
+
+
+cdef int _list_column(Col* c, Col* values, object arr, int64_t rows) except -1:
+    _nested(c, arr, rows)
+    _fixed(values, arr.values, 0)
+    return 0
+
+
+cdef int _from_list(U64s* v, list items) except -1:
+    cdef int64_t j
+    if _reserve(v, len(items)) < 0:
+        raise MemoryError()
+    for j, n in enumerate(items):
+        v.data[j] = n
+    v.n = len(items)
+    return 0
+
+
+cdef int64_t _from_pairs(U64s* v, list pairs) except? -1:
+    """Exponential buckets saved as [index, count] pairs (ascending): their dense range; the
+    first index."""
+    if not pairs:
+        v.n = 0
+        return 0
+    lo, hi = pairs[0][0], pairs[len(pairs) - 1][0]  # (no negative indexes: wraparound=False)
+    if _reserve(v, hi - lo + 1) < 0:
+        raise MemoryError()
+    memset(v.data, 0, (hi - lo + 1) * sizeof(uint64_t))
+    for k, n in pairs:
+        v.data[k - lo] = n
+    v.n = hi - lo + 1
+    return lo
+
+
+cdef object _bitmap(bytearray flags, int64_t rows, bint always=False):
+    """A validity bitmap from a byte a row (None when every row is valid, unless always)."""
+    cdef const uint8_t* f = <const uint8_t*>PyByteArray_AS_STRING(flags)
+    cdef int64_t i, nulls = 0
+    bits = bytearray((rows + 7) // 8)
+    cdef uint8_t* b = <uint8_t*>PyByteArray_AS_STRING(bits)
+    for i in range(rows):
+        if f[i]:
+            b[i >> 3] |= 1 << (i & 7)
+        else:
+            nulls += 1
+    if nulls == 0 and not always:
+        return None
+    return pa.py_buffer(bits)

@@ -1,0 +1,128 @@
+"""The native temporality converter against the reference, on random series: the same
+stored rows, counters and saved state, and each goes on from the other's state."""
+import json
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from otlpd import decode, temporality
+from otlpd.temporality import CUMULATIVE, DELTA, Settings
+from test_temporality import S, kv, pb, request
+
+if os.environ.get("OTLPD_PURE_PYTHON") == "1":
+    pytest.skip("OTLPD_PURE_PYTHON=1: the native converter is disabled", allow_module_level=True)
+
+
+_ATTRS = st.lists(st.sampled_from([("a", "1"), ("b", "2"), ("a", "2"), ("c", b"\x00raw"), ("d", 7)]),
+                  max_size=3, unique_by=lambda kv_: kv_[0])
+
+
+def _any_kv(key, value):
+    if isinstance(value, bytes):  # bytes go to attributes_other
+        return pb.KeyValue(key=key, value=pb.AnyValue(bytes_value=value))
+    if isinstance(value, int):
+        return pb.KeyValue(key=key, value=pb.AnyValue(int_value=value))
+    return kv(key, value)
+
+
+@st.composite
+def _point(draw, kind):
+    start = draw(st.integers(0, 6)) * 10
+    time = start + draw(st.integers(0, 20))
+    attrs = [_any_kv(k, v) for k, v in draw(st.permutations(draw(_ATTRS)))]
+    flags = 1 if draw(st.integers(0, 15)) == 0 else 0
+    common = dict(start_time_unix_nano=start * S, time_unix_nano=time * S, attributes=attrs, flags=flags)
+    if kind == "sum":
+        if draw(st.booleans()):
+            return pb.NumberDataPoint(as_int=draw(st.integers(-5, 40) | st.just(2**63 - 1)), **common)
+        return pb.NumberDataPoint(as_double=draw(st.floats(-5, 40, allow_nan=False) | st.just(-0.0)), **common)
+    if kind == "histogram":
+        buckets = draw(st.lists(st.integers(0, 9), min_size=draw(st.sampled_from([0, 2, 3])), max_size=3))
+        bounds = draw(st.sampled_from([(), (1.0,), (1.0, 10.0)]))
+        extra = {"min": draw(st.floats(0, 5)), "max": draw(st.floats(5, 9))} if draw(st.booleans()) else {}
+        if draw(st.booleans()):
+            extra["sum"] = draw(st.floats(0, 100))
+        return pb.HistogramDataPoint(count=draw(st.integers(0, 30)), bucket_counts=buckets, explicit_bounds=bounds,
+                                     **extra, **common)
+    sides = {}
+    for side in ("positive", "negative"):
+        if draw(st.booleans()):
+            sides[side] = pb.ExponentialHistogramDataPoint.Buckets(
+                offset=draw(st.integers(-3, 3)), bucket_counts=draw(st.lists(st.integers(0, 5), max_size=4)))
+    return pb.ExponentialHistogramDataPoint(count=draw(st.integers(0, 30)), scale=draw(st.sampled_from([1, 2])),
+                                            zero_count=draw(st.integers(0, 3)), **sides, **common)
+
+
+@st.composite
+def _metric(draw):
+    kind = draw(st.sampled_from(["sum", "histogram", "exponential_histogram", "gauge"]))
+    points = draw(st.lists(_point("sum" if kind == "gauge" else kind), min_size=1, max_size=6))
+    temporality_ = draw(st.sampled_from([DELTA, CUMULATIVE, DELTA, CUMULATIVE, 0]))
+    name = draw(st.sampled_from(["m1", "m2"]))
+    if kind == "sum":
+        return pb.Metric(name=name, sum=pb.Sum(aggregation_temporality=temporality_, is_monotonic=draw(st.booleans()),
+                                               data_points=points))
+    if kind == "histogram":
+        return pb.Metric(name=name, histogram=pb.Histogram(aggregation_temporality=temporality_, data_points=points))
+    if kind == "gauge":
+        return pb.Metric(name=name, gauge=pb.Gauge(data_points=points))
+    return pb.Metric(name=name, exponential_histogram=pb.ExponentialHistogram(
+        aggregation_temporality=temporality_, data_points=points))
+
+
+def _batches(draw):
+    return [request(draw(st.lists(_metric(), min_size=1, max_size=4)), service=draw(st.sampled_from(["a", "b"])))
+            for _ in range(draw(st.integers(1, 4)))]
+
+
+def _stored(converter, message, now):
+    """What the writer's stage does: the decoded stored rows with their sources' keys."""
+    item = decode.BUFFER_DECODERS["metrics"](message.SerializeToString())
+    rows = decode.as_batch(item)
+    return converter.convert(rows, now_ns=now, source_keys=dict(zip(item.source_ids, item.source_keys)))
+
+
+def _same(a, b):
+    """Rows equal, NaN-free by construction; -0.0 and 0.0 told apart."""
+    assert a.schema == b.schema
+    left, right = a.to_pylist(), b.to_pylist()
+    assert left == right
+    for x, y in zip(left, right):
+        for name in ("value_double", "sum"):
+            if x[name] is not None:
+                assert str(x[name]) == str(y[name]), name
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_native_converter_agrees_with_the_reference(data):
+    """Random series of every convertible kind (resets, out of order, new buckets and scales,
+    NoRecordedValue, attributes in any order, attributes_other), random settings and clocks:
+    the same rows, counters and saved state, and each can go on from the other's state."""
+    if "cython" not in temporality.implementations():
+        pytest.fail("otlpd._temporality is not built", pytrace=False)
+    draw = data.draw
+    options = Settings(temporality=draw(st.sampled_from(["delta", "cumulative"])),
+                       initial_value=draw(st.sampled_from(["auto", "keep", "drop"])),
+                       max_streams=draw(st.sampled_from([2, 5, 100])), max_stale_ns=draw(st.sampled_from([0, 50 * S])),
+                       started_at_ns=draw(st.sampled_from([0, 25 * S])))
+    reference, native = temporality.Converter(options), temporality.NativeConverter(options)
+    now = 1000 * S
+    for message in _batches(draw):
+        now += draw(st.integers(0, 40)) * S
+        _same(_stored(reference, message, now), _stored(native, message, now))
+        assert reference.counters.snapshot() == native.counters.snapshot()
+        assert reference.streams == native.streams
+    state = json.loads(json.dumps(reference.state()))
+    assert json.loads(json.dumps(native.state())) == state
+    swapped = temporality.NativeConverter(options), temporality.Converter(options)
+    swapped[0].load(state)
+    swapped[1].load(json.loads(json.dumps(native.state())))
+    for message in _batches(draw):
+        now += draw(st.integers(0, 40)) * S
+        expected = _stored(reference, message, now)
+        _same(expected, _stored(swapped[0], message, now))
+        _same(expected, _stored(swapped[1], message, now))
