@@ -8,7 +8,7 @@ writer does; the figure is the stage's CPU per point, beside the decode's, for `
 ``cumulative`` and ``delta``, with cumulative input (as most SDKs send) and delta input (as
 .NET's and some agents' do), for each converter (the reference and the native one).
 
-    python -m benchmarks.temporality [--series 200] [--rounds 20]
+    python -m benchmarks.temporality [--series 200] [--rounds 20] [--per-write 1]
 """
 from __future__ import annotations
 
@@ -63,19 +63,21 @@ def report(series: int, round_: int, delta: bool = False) -> bytes:
         resource=resource, scope_metrics=[m.ScopeMetrics(metrics=metrics)])]).SerializeToString()
 
 
-def measure(converter: type, mode: str, requests: list[bytes]) -> tuple[float, float, dict]:
+def measure(converter: type, mode: str, requests: list[bytes], per_write: int = 1) -> tuple[float, float, dict]:
+    """CPU per point of decoding the requests and of the stage, which takes ``per_write``
+    requests at a time (what the writer drains in one write interval)."""
     decode = BUFFER_DECODERS["metrics"]
     stage = Stage(converter(Settings(temporality=mode)))
     decode_cpu = stage_cpu = 0.0
     points = 0
-    for data in requests:
+    for first in range(0, len(requests), per_write):
         began = time.process_time()
-        item = decode(data)
+        items = [decode(data) for data in requests[first:first + per_write]]
         decoded = time.process_time()
-        stage.process([item])
+        stage.process(items)
         stage_cpu += time.process_time() - decoded
         decode_cpu += decoded - began
-        points += item.num_rows
+        points += sum(item.num_rows for item in items)
     return decode_cpu / points, stage_cpu / points, stage.converter.counters.snapshot()
 
 
@@ -83,15 +85,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--per-write", type=int, default=1,
+                        help="requests the stage takes at once (a write interval's; converted as one run)")
     args = parser.parse_args()
-    print(f"decoder {IMPLEMENTATION}; {args.series} series x 4 metrics, {args.rounds} reports; "
-          "CPU per point, us")
+    print(f"decoder {IMPLEMENTATION}; {args.series} series x 4 metrics, {args.rounds} reports, "
+          f"{args.per_write} a write; CPU per point, us")
     for delta in (False, True):
         requests = [report(args.series, r, delta) for r in range(args.rounds)]
         stage_by = {}
         for name, converter in implementations().items():
             for mode in ("passthrough", "cumulative", "delta"):
-                decode_us, stage_us, counters = measure(converter, mode, requests)
+                decode_us, stage_us, counters = measure(converter, mode, requests, args.per_write)
                 decode_us, stage_us = decode_us * 1e6, stage_us * 1e6
                 stage_by[name, mode] = stage_us
                 print(f"{'delta' if delta else 'cumulative'} input  {name:7} {mode:12} decode {decode_us:7.3f}  "

@@ -17,6 +17,7 @@ from otlpd.config import Config, ConfigError, resolve
 from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
 from otlpd.receiver import BindError, Intake, Receiver, build_server
+from otlpd.relay import Relay, RelayServer
 from otlpd.status import Counters, Status
 from otlpd.temporality import TemporalityControl
 from otlpd.writer import SignalWriter, WriterSettings, split_memory_bound
@@ -61,7 +62,7 @@ class Daemon:
 
     def __init__(self, config: Config, instance: str = "", share: int = 1,
                  reuse_port: bool = False, recover: bool = True, retention: bool = True,
-                 buffer_factory=BatchBuffer, grpc: bool = True):
+                 buffer_factory=BatchBuffer, grpc: bool = True, metrics_relay: dict | None = None):
         self.config = config
         self._serve_grpc = grpc
         self.instance = instance
@@ -78,8 +79,20 @@ class Daemon:
                                                           config["receiver.max_request_bytes"])
         settings = dataclasses.replace(writer_settings(config, instance, retention),
                                        coalesce_bytes=coalesce_bytes)
+        # With several workers (otlpd.workers), the first takes every worker's metrics
+        # (otlpd.relay): its metrics buffer has the whole share, the others relay theirs.
+        self._metrics_relay = metrics_relay
+        serves_metrics = metrics_relay is not None and metrics_relay["serve"]
+        relays = {"metrics": Relay(metrics_relay["address"], metrics_relay["authkey"])} \
+            if metrics_relay is not None and not serves_metrics else {}
+        self._relay_server = RelayServer(metrics_relay["address"], metrics_relay["authkey"],
+                                         lambda request: self.receiver.ingest("metrics", request)) \
+            if serves_metrics else None
+        whole_bytes, _ = split_memory_bound(config["buffer.max_bytes"], config["receiver.max_request_bytes"])
         for signal in schema.SIGNALS:
-            buffer = buffer_factory(buffer_bytes, max(1, config["buffer.max_items"] // share))
+            whole = signal == "metrics" and serves_metrics
+            buffer = buffer_factory(whole_bytes if whole else buffer_bytes,
+                                    config["buffer.max_items"] if whole else max(1, config["buffer.max_items"] // share))
             writer = SignalWriter(signal, sources.rows_schema(signal), buffer,
                                   self.output_dir / signal, settings,
                                   stage=self.temporality.stage if signal == "metrics" else None)
@@ -89,7 +102,7 @@ class Daemon:
             self.receiver_counters[signal] = counters
             intakes[signal] = Intake(BUFFER_DECODERS[signal], buffer, writer.on_pending, counters)
         self.temporality.buffer = self.buffers["metrics"]
-        self.receiver = Receiver(intakes, config["receiver.retry_delay"])
+        self.receiver = Receiver(intakes, config["receiver.retry_delay"], relays)
         self.server = None
         self.port = None
         self.status.register("signals", self._signal_status)
@@ -127,6 +140,8 @@ class Daemon:
             raise ConfigError(f"grpc_endpoint: {error}") from None
         for writer in self.writers.values():
             writer.start()
+        if self._relay_server is not None:
+            self._relay_server.start()
         self.server.start()
 
     def stop(self) -> None:
@@ -134,6 +149,8 @@ class Daemon:
         if self.server is not None:
             self.server.stop(self.config["receiver.grace_period"]).wait()
             self.port = None  # endpoint None: not serving (the dashboard's readiness reads it)
+        if self._relay_server is not None:  # (the other workers have stopped relaying first)
+            self._relay_server.stop()
         for writer in self.writers.values():
             writer.stop()
 

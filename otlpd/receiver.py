@@ -84,8 +84,13 @@ class _InProcess:
 class Receiver:
     """Export handlers for the three signals; holds no state besides its intakes."""
 
-    def __init__(self, intakes: dict[str, Intake], retry_delay: float):
+    def __init__(self, intakes: dict[str, Intake], retry_delay: float,
+                 relays: dict[str, Callable[[bytes], None]] | None = None):
         self._intakes = intakes
+        # signals whose requests another process takes (otlpd.relay): a relay returns once it
+        # accepted the request, or raises IngestError; that process counts them
+        self._relays = relays or {}
+        self._retry_delay = retry_delay
         # built once: the backpressure answer must be cheap when it is frequent
         self._full = {signal: _retry_status(retry_delay, f"otlpd {signal} buffer is full, retry later")
                       for signal in intakes}
@@ -93,6 +98,16 @@ class Receiver:
                            for signal in intakes}
 
     def export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> bytes:
+        relay = self._relays.get(signal)
+        if relay is not None:
+            self._intakes[signal].counters.add(relayed_requests=1)  # (the process taking them counts the rest)
+            try:
+                relay(request)
+            except IngestError as error:
+                if error.retryable:
+                    context.abort_with_status(_retry_status(self._retry_delay, str(error)))
+                context.abort(error.code, str(error))
+            return EMPTY_RESPONSE
         intake = self._intakes[signal]
         counts = {"requests": 1, "request_bytes": len(request)}  # added once, however it ends
         try:

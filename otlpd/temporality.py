@@ -497,33 +497,90 @@ class Stage:
             self.dirty = False
 
     def process(self, drained: list) -> list:
-        out = []
+        """The items to write for ``drained``, in order. Consecutive requests that need
+        converting are converted as one run (one call, one pass: the per-call work of
+        gathering and wrapping Arrow columns is paid once a run, not once a request), up to
+        RUN_BYTES of rows."""
+        out: list = []
+        run: list = []
+        run_bytes = 0
         for item in drained:
             if isinstance(item, SettingChange):
+                out.extend(self._convert_run(run))
+                run, run_bytes = [], 0
                 self.converter.settings = dataclasses.replace(self.converter.settings,
                                                               temporality=item.temporality)
                 self.converter.reset()  # no delta is computed across the change
                 self.dirty = True
                 continue
-            out.append(self._convert(decode.as_item(item)))
+            item = decode.as_item(item)
+            if not self._may_need(item):
+                out.extend(self._convert_run(run))
+                run, run_bytes = [], 0
+                self.converter.counters.passed_through_points += item.num_rows
+                out.append(item)  # as it is (a Chunk stays one, merged natively)
+                continue
+            if run and run_bytes + item.nbytes > RUN_BYTES:
+                out.extend(self._convert_run(run))
+                run, run_bytes = [], 0
+            run.append(item)
+            run_bytes += item.nbytes
+        out.extend(self._convert_run(run))
         return out
 
-    def _convert(self, item):
+    def _may_need(self, item) -> bool:
+        """Whether item may hold a point to convert: the decoder's Chunk says which
+        temporalities its sums and histograms have; other items are checked on their rows."""
         target = self.converter.target()
-        mask = getattr(item, "temporalities", None)  # a Chunk's, counted by the decoder
-        if target is None or (mask is not None and not mask & (1 << (CUMULATIVE if target == DELTA else DELTA))):
-            # nothing to convert: the item goes on as it is (a Chunk stays one, merged natively)
-            self.converter.counters.passed_through_points += item.num_rows
-            return item
-        rows = decode.as_batch(item)
-        if mask is None and not self.converter.needs(rows):  # (a Chunk's mask said it needs)
-            self.converter.counters.passed_through_points += rows.num_rows
-        else:
-            table = self.converter.convert(rows, source_keys=dict(zip(item.source_ids, item.source_keys)))
-            self.dirty = True  # only conversion (and expiry, which runs with it) changes the streams
-            batches = table.combine_chunks().to_batches()
-            rows = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
-        return sources.Lean(rows, item.sources_batch(), item.source_keys)
+        if target is None:
+            return False
+        mask = getattr(item, "temporalities", None)
+        if mask is not None:
+            return bool(mask & (1 << (CUMULATIVE if target == DELTA else DELTA)))
+        return self.converter.needs(item.to_batch())
+
+    def _convert_run(self, run: list) -> list:
+        """The converted rows of consecutive items, as one Lean (as one item each if their
+        sources collide: one id, two sources, across requests)."""
+        if not run:
+            return []
+        merged = _merge_sources(run)
+        if merged is None:  # (a single item's sources never collide)
+            return [converted for item in run for converted in self._convert_run([item])]
+        rows = decode.concat(run) if len(run) > 1 else decode.as_batch(run[0])
+        sources_batch, ids, keys = merged
+        table = self.converter.convert(rows, source_keys=dict(zip(ids, keys)))
+        self.dirty = True  # only conversion (and expiry, which runs with it) changes the streams
+        batches = table.combine_chunks().to_batches()
+        rows = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
+        return [sources.Lean(rows, sources_batch, keys)]
+
+
+RUN_BYTES = 16 * 1024 * 1024  # rows converted in one call at most (a transient copy of that size)
+
+
+def _merge_sources(items: list) -> tuple[pa.RecordBatch, tuple, tuple] | None:
+    """The sources of ``items`` together (each id once, in order of first use): the batch, the
+    ids and the canonical keys; None if two items give one id to two different sources."""
+    known: dict[int, bytes] = {}
+    parts = []  # the sources batches, or the rows of them, that bring new sources
+    for item in items:
+        new = []
+        for row, (source_id, key) in enumerate(zip(item.source_ids, item.source_keys)):
+            seen = known.get(source_id)
+            if seen is None:
+                known[source_id] = key
+                new.append(row)
+            elif seen != key:
+                return None
+        if new:  # (requests from one application bring its sources once: usually the first only)
+            batch = item.sources_batch()
+            parts.append(batch if len(new) == batch.num_rows else batch.take(pa.array(new, pa.int32())))
+    if len(parts) <= 1:
+        batch = parts[0] if parts else items[0].sources_batch()
+    else:
+        batch = pa.Table.from_batches(parts, schema=sources.SOURCES_SCHEMA).combine_chunks().to_batches()[0]
+    return batch, tuple(known), tuple(known.values())
 
 
 def implementations() -> dict[str, type]:
@@ -574,7 +631,8 @@ class TemporalityControl:
         """The streams saved by the last run, if they belong to the setting now in effect (a
         state that cannot be read is logged and ignored: the streams start afresh)."""
         try:
-            converter.load(json.loads(self.streams_path.read_text()))
+            saved = json.loads(self.streams_path.read_text())
+            converter.load(saved)
         except (FileNotFoundError, NotADirectoryError):
             return
         except (OSError, ValueError, TypeError, KeyError) as error:
@@ -584,6 +642,10 @@ class TemporalityControl:
             return
         if converter.streams:
             log.info("metrics temporality: %d streams go on from %s", converter.streams, self.streams_path)
+        elif isinstance(saved, dict) and saved.get("streams"):
+            log.info("%s: saved under temporality %s (state version %s), not %s (version %s); every stream "
+                     "starts afresh", self.streams_path, saved.get("temporality"), saved.get("version"),
+                     converter.settings.temporality, STATE_VERSION)
 
     def _save_streams(self, converter: Converter) -> None:
         try:

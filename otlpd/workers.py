@@ -6,7 +6,9 @@ progress, reserves the port, and spawns that many worker processes; each runs a
 full :class:`~otlpd.daemon.Daemon` (receiver, buffers, writers) bound to the
 same port with SO_REUSEPORT, so the kernel spreads client connections over
 them. Each worker writes its own files (``<signal>-<start>-w<N>-<seq>.arrow``),
-so no two processes ever write the same file. The supervisor talks to each
+so no two processes ever write the same file. Metrics are the exception: the
+first worker converts and writes every worker's (the others relay them to it,
+:mod:`otlpd.relay`), because temporality conversion keeps state per stream. The supervisor talks to each
 worker over a pipe: status snapshots (summed into one), rotation and stop.
 """
 from __future__ import annotations
@@ -14,8 +16,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import secrets
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,7 +39,8 @@ STOP_TIMEOUT = 120.0
 POLL_INTERVAL = 0.2
 
 
-def _worker_main(values: dict, instance: str, share: int, retention: bool, conn) -> None:
+def _worker_main(values: dict, instance: str, share: int, retention: bool, conn,
+                 metrics_relay: dict | None = None) -> None:
     """Entry point of a worker process: run a Daemon and answer the supervisor's commands."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the supervisor decides
     terminated = threading.Event()
@@ -44,7 +50,7 @@ def _worker_main(values: dict, instance: str, share: int, retention: bool, conn)
     configure_process_memory()
     parent = os.getppid()
     daemon = Daemon(Config(values), instance=instance, share=share, reuse_port=True,
-                    recover=False, retention=retention)
+                    recover=False, retention=retention, metrics_relay=metrics_relay)
     try:
         daemon.start()
     except ConfigError as error:
@@ -64,6 +70,12 @@ def _worker_main(values: dict, instance: str, share: int, retention: bool, conn)
             conn.send(daemon.status.snapshot())
         elif command == "rotate":
             conn.send(daemon.rotate(argument))
+        elif command == "temporality":  # the first worker's: it converts every worker's metrics
+            try:
+                conn.send(("ok", daemon.temporality.snapshot() if argument is None
+                           else daemon.temporality.set(argument["temporality"])))
+            except (ValueError, OSError) as error:
+                conn.send(("error", str(error)))
     daemon.stop()
     try:
         conn.send(("stopped", None))
@@ -101,6 +113,11 @@ class Supervisor:
         self._values: dict = {}
         self.status = self  # Daemon exposes .status.snapshot(); so does the supervisor
         self._started_at = time.time()
+        # every worker's metrics go to the first one (otlpd.relay), over a socket in here
+        self._relay_directory = tempfile.mkdtemp(prefix="otlpd-relay-")
+        self._relay = {"address": os.path.join(self._relay_directory, "metrics.sock"),
+                       "authkey": secrets.token_bytes(32)}
+        self.temporality = _TemporalityOfFirstWorker(self)
 
     @property
     def endpoint(self) -> str | None:
@@ -137,7 +154,8 @@ class Supervisor:
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main, name=f"otlpd-{instance}",
-            args=(self._values, instance, self.workers_wanted, number == 1, child_conn))
+            args=(self._values, instance, self.workers_wanted, number == 1, child_conn,
+                  {**self._relay, "serve": number == 1}))
         process.start()
         child_conn.close()
         return _Worker(instance, process, parent_conn)
@@ -174,21 +192,28 @@ class Supervisor:
                 log.error("worker %s did not restart: %s", replacement.instance, error)
 
     def stop(self) -> None:
-        for worker in self._workers:
+        # the first worker last: the others relay their metrics to it until they have stopped
+        deadline = time.monotonic() + STOP_TIMEOUT
+        self._stop(self._workers[1:], deadline)
+        self._stop(self._workers[:1], deadline)
+        self._workers = []
+        shutil.rmtree(self._relay_directory, ignore_errors=True)
+
+    @staticmethod
+    def _stop(workers: list[_Worker], deadline: float) -> None:
+        for worker in workers:
             if worker.process.is_alive():
                 try:
                     with worker.lock:
                         worker.conn.send(("stop", None))
                 except (BrokenPipeError, OSError):
                     pass
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for worker in self._workers:
+        for worker in workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 log.error("worker %s did not stop in time; killing it", worker.instance)
                 worker.process.kill()
                 worker.process.join()
-        self._workers = []
 
     def rotate(self, signal_name: str | None = None) -> dict[str, list[str]]:
         """Complete the current file of every worker; returns the completed paths per signal."""
@@ -212,6 +237,29 @@ class Supervisor:
             "signals": merged,
             "workers": per_worker,
         }
+
+
+class _TemporalityOfFirstWorker:
+    """The supervisor's view of the metric temporality (the web API's): the first worker's
+    TemporalityControl, which converts every worker's metrics, asked over its pipe."""
+
+    def __init__(self, supervisor: Supervisor):
+        self._supervisor = supervisor
+
+    def _ask(self, argument: dict | None) -> dict:
+        workers = self._supervisor._workers
+        if not workers:
+            raise OSError("otlpd is not running")
+        kind, answer = workers[0].ask("temporality", argument)
+        if kind != "ok":
+            raise ValueError(answer)
+        return answer
+
+    def snapshot(self) -> dict:
+        return self._ask(None)
+
+    def set(self, value: str | None) -> dict:
+        return self._ask({"temporality": value})
 
 
 def _merge(snapshots: list[dict]) -> dict:

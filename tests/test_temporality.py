@@ -310,3 +310,38 @@ def test_the_decoder_tells_which_temporalities_a_request_holds():
                                                                        temporality_=DELTA)]).SerializeToString())
     [converted] = stage.process([delta_chunk])
     assert converted.to_batch().column("value_int").to_pylist() == [5, 7]
+
+
+@pytest.mark.parametrize("mask", [None, 0], ids=["distinct ids", "every id collides"])
+def test_the_stage_converts_consecutive_requests_as_one_run(mask, monkeypatch):
+    """What the writer drains in one write interval: the requests that need converting are
+    converted in one call, with their sources together, exactly as one at a time would; when
+    two requests give one id to two different sources, each is converted alone."""
+    from otlpd import _decoder, decode, sources
+
+    def drained():
+        return [decode.BUFFER_DECODERS["metrics"](request([sum_metric(
+            [(100, 110 + 10 * i, 5 * i + n)], attrs=[("n", str(n))])], service=f"svc{n % 3}").SerializeToString())
+            for i in range(4) for n in range(5)]
+
+    if mask is not None:
+        monkeypatch.setattr(sources, "ID_MASK", mask)
+        old = _decoder._set_source_id_mask(mask)
+    try:
+        together, alone = temporality.Stage(delta(initial_value="keep")), temporality.Stage(delta(initial_value="keep"))
+        run = together.process(drained())
+        one_by_one = [out for item in drained() for out in alone.process([item])]
+    finally:
+        if mask is not None:
+            _decoder._set_source_id_mask(old)
+    assert len(run) == (20 if mask is not None else 1) and len(one_by_one) == 20
+
+    def stored(items):
+        return [sources.join(item.to_batch(), item.sources_batch()).to_pylist() for item in items]
+
+    assert sum(stored(run), []) == sum(stored(one_by_one), [])
+    assert together.converter.counters.snapshot() == alone.converter.counters.snapshot()
+    assert together.converter.counters.converted_points == 20
+    # every stream in the same state (but for the wall clock time it was last seen)
+    assert [stream[:-1] for stream in together.converter.state()["streams"]] == \
+        [stream[:-1] for stream in alone.converter.state()["streams"]]

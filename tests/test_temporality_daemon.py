@@ -252,3 +252,55 @@ def test_sdk_deltas_through_a_put_and_a_restart(tmp_path):
         assert values(stack)[-1] == (10, CUMULATIVE)  # 4 before the restart + 6
     finally:
         stack.close()
+
+
+def test_eight_client_threads_sending_delta_points_of_the_same_streams(tmp_path):
+    """8 threads, each on its own channel, send the delta points of the same 8 streams at once,
+    8 requests in flight: each stream's points in time order (as its SDK would send them; a
+    later point may not overtake an earlier one: docs/TEMPORALITY.md), the next one from any
+    thread. Every stream's last stored cumulative value equals the sum of all its deltas, and
+    nothing is dropped."""
+    import random
+    import threading
+
+    import grpc
+
+    from otlp_client import export
+
+    stack = Stack(tmp_path, **{"metrics.temporality": "cumulative"})
+    streams = [{"lock": threading.Lock(), "next": 0, "sent": 0} for _ in range(8)]
+    rounds = 40  # requests per thread
+
+    def client(number):
+        rng = random.Random(number)
+        with grpc.insecure_channel(stack.daemon.endpoint) as channel:
+            for i in range(rounds):
+                index = (number + i) % len(streams)
+                stream = streams[index]
+                value = rng.randint(1, 1000)
+                with stream["lock"]:  # this stream's interval, and its send, in order
+                    start, stream["next"] = stream["next"], stream["next"] + 1
+                    export(channel, "metrics", request([sum_metric(
+                        [(B + start, B + start + 1, value)], temporality_=DELTA, attrs=[("stream", str(index))])]
+                    ).SerializeToString())
+                    stream["sent"] += value
+
+    try:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads)
+        stack.wait_written("metrics", 8 * rounds)
+        rows = stored_rows(stack)
+        snapshot = stack.daemon.temporality.snapshot()
+    finally:
+        stack.close()
+    assert len(rows) == 8 * rounds and snapshot["dropped_points"] == {}
+    assert snapshot["converted_points"] == 8 * rounds and snapshot["streams"] == 8
+    last = {}
+    for row in rows:  # file order is arrival order: the last row of a stream is its total
+        assert row["aggregation_temporality"] == CUMULATIVE and row["start_time"] // S == B
+        last[row["attributes"]["stream"]] = row["value_int"]
+    assert last == {str(i): streams[i]["sent"] for i in range(8)}

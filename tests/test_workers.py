@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import time
 
 import grpc
 import psutil
@@ -83,3 +84,45 @@ def test_supervisor_status_and_rotate_cover_every_worker(tmp_path):
 def test_merge_sums_numbers_and_lists_the_rest():
     merged = _merge([{"a": {"n": 1, "f": "x"}, "b": 2}, {"a": {"n": 3, "f": None}, "b": 5}])
     assert merged == {"a": {"n": 4, "f": ["x", None]}, "b": 7}
+
+
+def test_every_workers_metrics_reach_one_converter(tmp_path):
+    """With two workers, one stream's cumulative points arrive at either worker; the first
+    converts them all, in order: the right deltas, in its files only. A change of the setting
+    through the supervisor (the web API's path) applies to what is sent after it."""
+    from test_temporality import DELTA, request, sum_metric
+
+    config = resolve({}, {}, {"grpc_endpoint": "127.0.0.1:0", "output_dir": str(tmp_path / "data"),
+                              "receiver.workers": "2", "writer.write_interval": "50ms",
+                              "writer.fsync": "false", "metrics.temporality": "delta",
+                              "metrics.initial_value": "keep"})
+    supervisor = Supervisor(config)
+    supervisor.start()
+    base = 1_700_000_000
+
+    def send(points, temporality_=2):
+        for start, time_, value in points:
+            with grpc.insecure_channel(supervisor.endpoint) as channel:
+                assert export(channel, "metrics", request([sum_metric(
+                    [(base + start, base + time_, value)], temporality_=temporality_)]).SerializeToString()) == b""
+
+    try:
+        send([(0, 10 * i, 5 * i) for i in range(1, 21)])  # 20 connections: both workers take some
+        relayed = supervisor.status.snapshot()["workers"]["w2"]["signals"]["metrics"]["receiver"]
+        assert relayed.get("relayed_requests", 0) > 0 and relayed.get("requests", 0) == 0
+        deadline = time.monotonic() + 30
+        while supervisor.temporality.snapshot()["converted_points"] < 20:  # written every 50 ms
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert supervisor.temporality.set("cumulative")["source"] == "api"
+        send([(200 + 10 * i, 210 + 10 * i, 1) for i in range(10)], temporality_=DELTA)
+    finally:
+        supervisor.stop()
+    metrics = tmp_path / "data" / "metrics"
+    assert {path.name.split("-")[2] for path in metrics.glob("*.arrow")} == {"w1"}
+    rows = sorted((row for path in metrics.glob("*.arrow") for row in files.read_table(path).to_pylist()),
+                  key=lambda row: (row["aggregation_temporality"] == 2, row["time"]))
+    stored = [((row["start_time"].timestamp() - base), row["time"].timestamp() - base, row["value_int"],
+               row["aggregation_temporality"]) for row in rows]
+    assert stored == [(0, 10, 5, DELTA)] + [(10 * (i - 1), 10 * i, 5, DELTA) for i in range(2, 21)] + [
+        (200, 210 + 10 * i, i + 1, 2) for i in range(10)]

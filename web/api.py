@@ -118,17 +118,23 @@ def post_rotation(body: RotateRequest):
     return jsonify(completed=completed)
 
 
-def _temporality():
+def _temporality(value=..., /):
+    """The temporality's snapshot, or (with a value, None for the configured one) the snapshot
+    after setting it: 503 when the daemon cannot answer (with several workers, the first
+    worker converts every worker's metrics and answers for them)."""
     control = context().source.temporality
     if control is None:
-        abort(503, "temporality cannot be changed at run time with receiver.workers > 1 yet")
-    return control
+        abort(503, "this daemon converts no metrics")
+    try:
+        return control.snapshot() if value is ... else control.set(value)
+    except (OSError, TimeoutError) as error:
+        abort(503, f"metric temporality: {error}")
 
 
 @api.get("/temporality", tags=[METRICS], responses={200: TemporalityBody, **errors(503)},
          summary="The metric temporality in effect, where it comes from, and the conversion's counters")
 def get_temporality():
-    return jsonify(_temporality().snapshot())
+    return jsonify(_temporality())
 
 
 @api.put("/temporality", tags=[METRICS], security=[{"bearer": []}],
@@ -136,14 +142,14 @@ def get_temporality():
          summary="Store metrics as {\"temporality\": \"delta\"} (or cumulative, passthrough) from now on; "
                  "kept across restarts")
 def put_temporality(body: TemporalityRequest):
-    return jsonify(_temporality().set(body.temporality))
+    return jsonify(_temporality(body.temporality))
 
 
 @api.delete("/temporality", tags=[METRICS], security=[{"bearer": []}],
             responses={200: TemporalityBody, **errors(401, 503)},
             summary="Back to the configured metrics.temporality (the value set over the API is forgotten)")
 def delete_temporality():
-    return jsonify(_temporality().set(None))
+    return jsonify(_temporality(None))
 
 
 @api.get("/services", tags=[DATA], responses={200: ServicesBody},

@@ -45,7 +45,8 @@ class Source:
 
     @property
     def temporality(self):
-        """The daemon's TemporalityControl (None for a supervisor of several workers)."""
+        """The daemon's TemporalityControl (a supervisor's asks its first worker, which
+        converts every worker's metrics)."""
         return getattr(self._daemon, "temporality", None)
 
     @property
