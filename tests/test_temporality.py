@@ -167,6 +167,24 @@ def test_histogram_to_delta_with_a_reset_and_new_bounds():
     assert converter.counters.dropped_points == {"baseline": 2}
 
 
+def test_after_a_histogram_reset_the_next_points_are_deltas_from_the_new_baseline():
+    """The Collector's cumulativetodelta kept the pre-reset baseline after a histogram reset
+    (contrib issue 50828; exponential histograms: 49869): the points below the old peak were
+    dropped as further resets, and the first above it got a delta from the stale baseline."""
+    for metric, counts in ((lambda points: histogram([(s, t, buckets + [0], float(sum(buckets)))
+                                                      for s, t, buckets in points]), "bucket_counts"),
+                           (lambda points: exponential([(s, t, 0, 0, buckets) for s, t, buckets in points]),
+                            "positive_bucket_counts")):
+        converter = delta()
+        rows = convert(converter, metric([(100, 110, [5, 5]), (100, 120, [10, 10]),
+                                          (100, 130, [1, 2]),     # the count fell: the new baseline
+                                          (100, 140, [3, 4]),     # below the old peak: a delta from 3
+                                          (100, 150, [15, 15])]))  # above it: a delta from 7, not from 20
+        assert [(r["start_time"].timestamp(), r["time"].timestamp(), r["count"], r[counts][:2]) for r in rows] == [
+            (100, 110, 10, [5, 5]), (110, 120, 10, [5, 5]), (130, 140, 4, [2, 2]), (140, 150, 23, [12, 11])]
+        assert converter.counters.dropped_points == {"baseline": 1}
+
+
 def test_exponential_histogram_to_delta_aligns_buckets_and_resets_on_a_new_scale():
     converter = delta()
     rows = convert(converter, exponential([
