@@ -50,6 +50,9 @@ cdef enum:
     ACT_PASS = 0
     ACT_DROP = 1
     ACT_OUT = 2
+    TAKE_COPY = 0
+    TAKE_SWAP = 1
+    TAKE_SAME_SHAPE = 2
 
 cdef struct Col:
     const uint8_t* valid      # validity bitmap, NULL: all valid
@@ -599,7 +602,9 @@ cdef class StreamTable:
     cdef Bytes key
     cdef Entry* scratch
     cdef int64_t scratch_cap
-    cdef Val tmp, cur
+    cdef Val tmp, cur         # scratch values the table owns
+    cdef Val row              # the last row's value (its vectors point into the batch)
+    cdef Val* emitted         # what _emit stores for the last row converted: cur, row or a stream's
 
     def __cinit__(self):
         self.free_head = self.lru_head = self.lru_tail = -1
@@ -764,17 +769,25 @@ cdef class StreamTable:
         self.size += 1
         return s
 
-    cdef int _take(self, int64_t s, int64_t start, int64_t time, const Val* v, const Shape* shape,
-                   int64_t now) noexcept nogil:
-        """Stream s is now (start, time, v, shape), seen now: the last in order of use."""
+    cdef int _take(self, int64_t s, int64_t start, int64_t time, Val* v, const Shape* shape,
+                   int64_t now, int how) noexcept nogil:
+        """Stream s is now (start, time, v, shape), seen now: the last in order of use. how:
+        TAKE_COPY copies v; TAKE_SWAP swaps vectors with v (a scratch value the table owns,
+        which gets the stream's old ones); TAKE_SAME_SHAPE (or'ed) skips the shape, known
+        equal."""
         cdef Stream* st = &self.streams[s]
         cdef double* bounds
+        cdef U64s b, p, n
         st.start = start
         st.time = time
         st.seen = now
-        if _copy_val(&st.val, v) < 0:
+        if how & TAKE_SWAP:
+            b, p, n = st.val.buckets, st.val.pos, st.val.neg
+            st.val = v[0]
+            v.buckets, v.pos, v.neg = b, p, n
+        elif _copy_val(&st.val, v) < 0:
             return -1
-        if st.shape.bounds != shape.bounds:
+        if not (how & TAKE_SAME_SHAPE) and st.shape.bounds != shape.bounds:
             bounds = <double*>realloc(st.shape.bounds, (shape.nbounds if shape.nbounds else 1) * sizeof(double))
             if bounds == NULL:
                 return -1
@@ -797,8 +810,8 @@ cdef class StreamTable:
 
     cdef int _row(self, const Batch* x, int64_t i, const Settings* st, Counts* counts, Out* out,
                   int* kind_out) noexcept nogil:
-        """Row i: act[i] and, when it is stored converted, its output values in cur (start
-        and temporality in out), its kind in kind_out. 0, or -1 (no memory), -2 (bad offsets)."""
+        """Row i: act[i] and, when it is stored converted, its output value (self.emitted;
+        start and temporality in out), its kind in kind_out. 0, or -1 (no memory), -2 (bad offsets)."""
         cdef int64_t n, s, start, time
         cdef uint64_t h
         cdef const uint8_t* p
@@ -849,8 +862,9 @@ cdef class StreamTable:
             if not reset:
                 if _combine(&self.cur, &v, &stream.val, -1, kind) < 0:
                     return -1
+                self.emitted = &self.cur
                 out.start[i] = stream.time
-                if self._take(s, start, time, &v, &shape, st.now) < 0:
+                if self._take(s, start, time, &v, &shape, st.now, TAKE_COPY | TAKE_SAME_SHAPE) < 0:
                     return -1
             else:
                 first = stream == NULL
@@ -864,17 +878,17 @@ cdef class StreamTable:
                     s = self._new(self.key.data, self.key.n, h, kind)
                     if s < 0:
                         return -1
-                if self._take(s, start, time, &v, &shape, st.now) < 0:
+                if self._take(s, start, time, &v, &shape, st.now, TAKE_COPY) < 0:
                     return -1
                 if not keep:
                     counts.baseline += 1
                     out.act[i] = ACT_DROP
                     return 0
-                if _copy_val(&self.cur, &v) < 0:
-                    return -1
+                self.row = v
+                self.emitted = &self.row
                 out.start[i] = start
             if kind != K_SUM:  # a cumulative min and max say nothing about the interval
-                self.cur.has_min = self.cur.has_max = 0
+                self.emitted.has_min = self.emitted.has_max = 0
         else:
             if stream != NULL and start < stream.time:
                 counts.overlap += 1
@@ -885,17 +899,15 @@ cdef class StreamTable:
                     s = self._new(self.key.data, self.key.n, h, kind)
                     if s < 0:
                         return -1
-                if self._take(s, start, time, &v, &shape, st.now) < 0:
+                if self._take(s, start, time, &v, &shape, st.now, TAKE_COPY) < 0:
                     return -1
             else:
                 if _combine(&self.tmp, &stream.val, &v, 1, kind) < 0:
                     return -1
-                if self._take(s, stream.start, time, &self.tmp, &shape, st.now) < 0:
+                if self._take(s, stream.start, time, &self.tmp, &shape, st.now, TAKE_SWAP | TAKE_SAME_SHAPE) < 0:
                     return -1
-            stream = &self.streams[s]
-            if _copy_val(&self.cur, &stream.val) < 0:
-                return -1
-            out.start[i] = stream.start
+            self.emitted = &self.streams[s].val  # (no stream is added before _emit reads it)
+            out.start[i] = self.streams[s].start
         counts.converted += 1
         out.act[i] = ACT_OUT
         out.temporality[i] = st.target
@@ -956,9 +968,9 @@ cdef class StreamTable:
         return _append(out, (<const uint64_t*>values.data) + values.off + a, b - a)
 
     cdef int _emit(self, const Batch* x, int64_t i, int kind, Out* out) noexcept nogil:
-        """Row i's output columns: as it came, or (ACT_OUT) from its converted value self.cur
-        with out.start[i] and out.temporality[i] already set by _row."""
-        cdef Val* v = &self.cur
+        """Row i's output columns: as it came, or (ACT_OUT) from its converted value
+        (self.emitted) with out.start[i] and out.temporality[i] already set by _row."""
+        cdef Val* v = self.emitted
         cdef int64_t start = out.start[i]
         cdef int32_t temporality = out.temporality[i]
         cdef bint converted = out.act[i] == ACT_OUT
@@ -1295,7 +1307,7 @@ cdef class StreamTable:
                         v.neg_lo = _from_pairs(&v.neg, value["negative"])
                         shape.scale, shape.zero_threshold = shape_list
                 s = self._new(<const uint8_t*>key, len(key), _hash(<const uint8_t*>key, len(key)), kind)
-                if s < 0 or self._take(s, start, time, &v, &shape, seen) < 0:
+                if s < 0 or self._take(s, start, time, &v, &shape, seen, TAKE_COPY) < 0:
                     raise MemoryError()
         finally:
             _release_val(&v)
