@@ -92,6 +92,8 @@ cdef struct Stream:
     Val val
     Shape shape
     int64_t prev, next        # in order of last use (the LRU list), or the free list
+    uint8_t dirty             # changed since the state was last saved (the dirty streams are
+                              # the end of the LRU list: each change moves its stream there)
 
 cdef struct Settings:
     int target                # DELTA, CUMULATIVE
@@ -605,9 +607,12 @@ cdef class StreamTable:
     cdef Val tmp, cur         # scratch values the table owns
     cdef Val row              # the last row's value (its vectors point into the batch)
     cdef Val* emitted         # what _emit stores for the last row converted: cur, row or a stream's
+    cdef Bytes removed        # identities expired since the state was last saved (u32 length, bytes)
+    cdef bint whole           # the next save must be the whole state (nothing saved yet, or a reset)
 
     def __cinit__(self):
         self.free_head = self.lru_head = self.lru_tail = -1
+        self.whole = 1
         self.nslots = 64
         self.slots = <int64_t*>malloc(self.nslots * sizeof(int64_t))
         if self.slots == NULL:
@@ -619,6 +624,7 @@ cdef class StreamTable:
         free(self.streams)
         free(self.slots)
         free(self.key.data)
+        free(self.removed.data)
         free(self.scratch)
         _release_val(&self.tmp)
         _release_val(&self.cur)
@@ -647,6 +653,8 @@ cdef class StreamTable:
         self.size = 0
         self.lru_head = self.lru_tail = -1
         memset(self.slots, 0, self.nslots * sizeof(int64_t))
+        self.removed.n = 0
+        self.whole = 1
 
     # -- index
 
@@ -725,6 +733,9 @@ cdef class StreamTable:
         self.lru_tail = s
 
     cdef void _remove(self, int64_t s) noexcept nogil:
+        if not self.whole and (_put_u32(&self.removed, <uint32_t>self.streams[s].key_len) < 0
+                               or _put(&self.removed, self.streams[s].key, self.streams[s].key_len) < 0):
+            self.whole = 1  # (no memory to note it: the next save is whole)
         self._unindex(s)
         self._unlink(s)
         free(self.streams[s].key)
@@ -781,6 +792,7 @@ cdef class StreamTable:
         st.start = start
         st.time = time
         st.seen = now
+        st.dirty = 1
         if how & TAKE_SWAP:
             b, p, n = st.val.buckets, st.val.pos, st.val.neg
             st.val = v[0]
@@ -1239,39 +1251,82 @@ cdef class StreamTable:
 
     def state(self):
         """Every stream as [identity (base64), start, time, value, shape, seen], in order of use."""
-        cdef int64_t s = self.lru_head, j
-        cdef Stream* st
+        cdef int64_t s = self.lru_head
         out = []
         while s >= 0:
-            st = &self.streams[s]
-            v = &st.val
-            if st.kind == K_SUM:
-                value = {"value_double": v.vd if v.has_double else None, "value_int": v.vi if v.has_int else None}
-                shape = []
-            else:
-                value = {"count": v.count, "sum": v.sum if v.has_sum else None, "min": v.mn if v.has_min else None,
-                         "max": v.mx if v.has_max else None}
-                if st.kind == K_HIST:
-                    value["bucket_counts"] = [v.buckets.data[j] for j in range(v.buckets.n)]
-                    shape = [st.shape.nbuckets] + [st.shape.bounds[j] for j in range(st.shape.nbounds)]
-                else:
-                    value["zero_count"] = v.zero_count
-                    value["positive"] = [[v.pos_lo + j, v.pos.data[j]] for j in range(v.pos.n) if v.pos.data[j]]
-                    value["negative"] = [[v.neg_lo + j, v.neg.data[j]] for j in range(v.neg.n) if v.neg.data[j]]
-                    shape = [st.shape.scale, st.shape.zero_threshold]
-            out.append([base64.b64encode(st.key[:st.key_len]).decode("ascii"), st.start, st.time, value, shape,
-                        st.seen])
-            s = st.next
+            out.append(self._entry(s))
+            s = self.streams[s].next
         return out
 
-    def load(self, streams):
-        """Take the streams of a saved :meth:`state` (replacing every stream)."""
+    def changes(self):
+        """What changed since the state was last saved: (the identities expired, in base64; the
+        streams changed, as state() gives them, in order of use), or None when only the whole
+        state will do. Taking them marks them saved."""
+        cdef int64_t s = self.lru_tail, at = 0, n
+        cdef const uint8_t* p
+        if self.whole:
+            return None
+        removed = []
+        while at + 4 <= self.removed.n:
+            p = self.removed.data + at
+            n = p[0] | (p[1] << 8) | (p[2] << 16) | (<int64_t>p[3] << 24)
+            removed.append(base64.b64encode(p[4:4 + n]).decode("ascii"))
+            at += 4 + n
+        self.removed.n = 0
+        changed = []
+        while s >= 0 and self.streams[s].dirty:
+            changed.append(self._entry(s))
+            self.streams[s].dirty = 0
+            s = self.streams[s].prev
+        changed.reverse()
+        return removed, changed
+
+    def mark_saved(self):
+        """The whole state was saved: nothing is changed since."""
+        cdef int64_t s = self.lru_tail
+        while s >= 0 and self.streams[s].dirty:
+            self.streams[s].dirty = 0
+            s = self.streams[s].prev
+        self.removed.n = 0
+        self.whole = 0
+
+    cdef object _entry(self, int64_t s):
+        cdef Stream* st = &self.streams[s]
+        cdef Val* v = &st.val
+        cdef int64_t j
+        if st.kind == K_SUM:
+            value = {"value_double": v.vd if v.has_double else None, "value_int": v.vi if v.has_int else None}
+            shape = []
+        else:
+            value = {"count": v.count, "sum": v.sum if v.has_sum else None, "min": v.mn if v.has_min else None,
+                     "max": v.mx if v.has_max else None}
+            if st.kind == K_HIST:
+                value["bucket_counts"] = [v.buckets.data[j] for j in range(v.buckets.n)]
+                shape = [st.shape.nbuckets] + [st.shape.bounds[j] for j in range(st.shape.nbounds)]
+            else:
+                value["zero_count"] = v.zero_count
+                value["positive"] = [[v.pos_lo + j, v.pos.data[j]] for j in range(v.pos.n) if v.pos.data[j]]
+                value["negative"] = [[v.neg_lo + j, v.neg.data[j]] for j in range(v.neg.n) if v.neg.data[j]]
+                shape = [st.shape.scale, st.shape.zero_threshold]
+        return [base64.b64encode(st.key[:st.key_len]).decode("ascii"), st.start, st.time, value, shape, st.seen]
+
+    def load(self, streams, removed=(), bint replace=True):
+        """Take the streams of a saved :meth:`state` (replacing every stream), or (replace
+        false) apply saved :meth:`changes`: forget the ``removed`` identities, then take each
+        stream as if it had just changed. What is loaded counts as saved."""
         cdef Val v
         cdef Shape shape
         cdef int64_t s
+        cdef uint64_t h
         cdef bytes key
         cdef int kind
-        self._clear()
+        if replace:
+            self._clear()
+        for encoded in removed:
+            key = base64.b64decode(encoded)
+            s = self._find(<const uint8_t*>key, len(key), _hash(<const uint8_t*>key, len(key)))
+            if s >= 0:
+                self._remove(s)
         memset(&v, 0, sizeof(Val))
         memset(&shape, 0, sizeof(Shape))
         try:
@@ -1306,12 +1361,16 @@ cdef class StreamTable:
                         v.pos_lo = _from_pairs(&v.pos, value["positive"])
                         v.neg_lo = _from_pairs(&v.neg, value["negative"])
                         shape.scale, shape.zero_threshold = shape_list
-                s = self._new(<const uint8_t*>key, len(key), _hash(<const uint8_t*>key, len(key)), kind)
+                h = _hash(<const uint8_t*>key, len(key))
+                s = self._find(<const uint8_t*>key, len(key), h)
+                if s < 0:
+                    s = self._new(<const uint8_t*>key, len(key), h, kind)
                 if s < 0 or self._take(s, start, time, &v, &shape, seen, TAKE_COPY) < 0:
                     raise MemoryError()
         finally:
             _release_val(&v)
             free(shape.bounds)
+        self.mark_saved()
 
 
 cdef bytearray _vector(const U64s* v):

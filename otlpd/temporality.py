@@ -252,9 +252,14 @@ class Converter:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.counters = Counters()
-        self._streams: dict[tuple, _Stream] = {}
+        self._streams: dict[bytes, _Stream] = {}  # in order of last use
         self._now = 0
         self._keys: dict[int, bytes] | None = None
+        # since the state was last saved: the streams changed (the end of the order of use),
+        # those expired, and whether only the whole state will do
+        self._dirty: set[bytes] = set()
+        self._removed: list[bytes] = []
+        self._whole = True
 
     @property
     def streams(self) -> int:
@@ -263,6 +268,9 @@ class Converter:
     def reset(self) -> None:
         """Forget every stream (a change of the setting: no delta is computed across it)."""
         self._streams.clear()
+        self._dirty.clear()
+        self._removed.clear()
+        self._whole = True
 
     def target(self) -> int | None:
         return {"cumulative": CUMULATIVE, "delta": DELTA}.get(self.settings.temporality)
@@ -323,15 +331,48 @@ class Converter:
     def state(self) -> dict:
         """Every stream's state as JSON-ready data, with the setting it belongs to."""
         return {"version": STATE_VERSION, "temporality": self.settings.temporality,
-                "streams": [[base64.b64encode(key).decode("ascii"), s.start, s.time, _value_json(s.value),
-                             list(s.shape), s.seen] for key, s in self._streams.items()]}
+                "streams": [_entry(key, s) for key, s in self._streams.items()]}
 
-    def load(self, state: dict) -> None:
-        """Take the streams of a saved :meth:`state` (of this setting; else nothing)."""
+    def changes(self) -> dict | None:
+        """What changed since the state was last saved (``{"removed": [identity], "streams":
+        [as in state(), in order of use]}``), or None when only the whole state will do (nothing
+        saved yet, or a reset). Taking them marks them saved."""
+        if self._whole:
+            return None
+        changed = []
+        for key in reversed(self._streams):  # the changed streams are the last used
+            if key not in self._dirty:
+                break
+            changed.append(_entry(key, self._streams[key]))
+        changed.reverse()
+        removed = [base64.b64encode(key).decode("ascii") for key in self._removed]
+        self._dirty.clear()
+        self._removed.clear()
+        return {"removed": removed, "streams": changed}
+
+    def mark_saved(self) -> None:
+        """The whole state was saved: nothing is changed since."""
+        self._dirty.clear()
+        self._removed.clear()
+        self._whole = False
+
+    def load(self, state: dict) -> bool:
+        """Take the streams of a saved :meth:`state` if it is of this setting (True), else
+        nothing (False)."""
         if state.get("version") != STATE_VERSION or state.get("temporality") != self.settings.temporality:
-            return
+            return False
         self._streams = {base64.b64decode(key): _Stream(start, time, _value_from_json(value), tuple(shape), seen)
                          for key, start, time, value, shape, seen in state["streams"]}
+        self.mark_saved()
+        return True
+
+    def load_changes(self, changes: dict) -> None:
+        """Apply saved :meth:`changes` to the state loaded."""
+        for key in changes["removed"]:
+            self._streams.pop(base64.b64decode(key), None)
+        for key, start, time, value, shape, seen in changes["streams"]:
+            self._touch(base64.b64decode(key), _Stream(start, time, _value_from_json(value), tuple(shape), seen))
+        self.mark_saved()
 
     def _expire(self) -> None:
         """Forget the streams idle for longer than max_stale_ns. The table is in order of
@@ -347,10 +388,14 @@ class Converter:
             stale.append(key)
         for key in stale:
             del self._streams[key]
+            self._dirty.discard(key)
+            if not self._whole:
+                self._removed.append(key)
 
     def _touch(self, key: bytes, stream: _Stream) -> None:
         self._streams.pop(key, None)
         self._streams[key] = stream
+        self._dirty.add(key)
 
     def _drop(self, reason: str) -> None:
         self.counters.dropped_points[reason] += 1
@@ -451,10 +496,27 @@ class NativeConverter(Converter):
     def state(self) -> dict:
         return {"version": STATE_VERSION, "temporality": self.settings.temporality, "streams": self._table.state()}
 
-    def load(self, state: dict) -> None:
+    def changes(self) -> dict | None:
+        taken = self._table.changes()
+        return None if taken is None else {"removed": taken[0], "streams": taken[1]}
+
+    def mark_saved(self) -> None:
+        self._table.mark_saved()
+
+    def load(self, state: dict) -> bool:
         if state.get("version") != STATE_VERSION or state.get("temporality") != self.settings.temporality:
-            return
+            return False
         self._table.load(state["streams"])
+        return True
+
+    def load_changes(self, changes: dict) -> None:
+        self._table.load(changes["streams"], changes["removed"], False)
+
+
+def _entry(key: bytes, stream: _Stream) -> list:
+    """A stream as the saved state holds it."""
+    return [base64.b64encode(key).decode("ascii"), stream.start, stream.time, _value_json(stream.value),
+            list(stream.shape), stream.seen]
 
 
 def _value_json(value: dict) -> dict:
@@ -604,6 +666,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 STATE_FILE = "temporality.json"  # in the output directory: the value set over the API
 STREAMS_FILE = "temporality-streams.json"  # beside it: the conversion state of every stream
+CHANGES_FILE = "temporality-streams.log"   # and the changes since, a JSON line a write
+CHANGES_MIN_BYTES = 1 << 20  # the log may grow to this, or to the whole state's size, before it is folded in
 
 
 class TemporalityControl:
@@ -620,6 +684,11 @@ class TemporalityControl:
         self.source = "api" if saved else "config"
         self.changed_at = saved.get("changed_at") if saved else None
         self.streams_path = Path(output_dir) / STREAMS_FILE
+        self.changes_path = Path(output_dir) / CHANGES_FILE
+        self._generation = 0     # of the whole state saved; the changes logged after it carry it
+        self._whole_bytes = 0    # its size, and the log's: the log is folded in once it is larger
+        self._changes_bytes = 0
+        self._whole_next = False  # a save failed half-way: the next is whole
         converter = DEFAULT_CONVERTER(Settings(
             temporality=self.current, initial_value=config["metrics.initial_value"],
             max_streams=config["metrics.max_streams"], max_stale_ns=int(config["metrics.max_stale"] * 1e9),
@@ -628,28 +697,77 @@ class TemporalityControl:
         self.stage = Stage(converter, save=self._save_streams)
 
     def _load_streams(self, converter: Converter) -> None:
-        """The streams saved by the last run, if they belong to the setting now in effect (a
-        state that cannot be read is logged and ignored: the streams start afresh)."""
+        """The streams saved by the last run (the whole state, then the changes logged after
+        it), if they belong to the setting now in effect; a state that cannot be read is
+        logged and ignored: the streams start afresh."""
         try:
             saved = json.loads(self.streams_path.read_text())
-            converter.load(saved)
+            taken = converter.load(saved)
         except (FileNotFoundError, NotADirectoryError):
             return
-        except (OSError, ValueError, TypeError, KeyError) as error:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
             log.warning("%s: conversion state not read (%s); every stream starts afresh",
                         self.streams_path, error)
             converter.reset()
             return
-        if converter.streams:
-            log.info("metrics temporality: %d streams go on from %s", converter.streams, self.streams_path)
-        elif isinstance(saved, dict) and saved.get("streams"):
-            log.info("%s: saved under temporality %s (state version %s), not %s (version %s); every stream "
-                     "starts afresh", self.streams_path, saved.get("temporality"), saved.get("version"),
-                     converter.settings.temporality, STATE_VERSION)
+        if not taken:
+            if isinstance(saved, dict) and saved.get("streams"):
+                log.info("%s: saved under temporality %s (state version %s), not %s (version %s); every "
+                         "stream starts afresh", self.streams_path, saved.get("temporality"),
+                         saved.get("version"), converter.settings.temporality, STATE_VERSION)
+            return
+        self._generation = saved.get("generation", 0)
+        self._whole_bytes = len(json.dumps(saved))
+        applied = self._load_changes(converter)
+        log.info("metrics temporality: %d streams go on from %s (and %d saved changes)",
+                 converter.streams, self.streams_path, applied)
+
+    def _load_changes(self, converter: Converter) -> int:
+        """Apply the changes logged after the whole state (of its generation; a line cut
+        short by a crash ends them)."""
+        applied = 0
+        try:
+            with open(self.changes_path, "rb") as log_file:
+                for line in log_file:
+                    try:
+                        changes = json.loads(line)
+                    except ValueError:
+                        break  # the last line, cut short: the changes of the write being made
+                    if changes.get("generation") == self._generation:
+                        converter.load_changes(changes)
+                        applied += 1
+                    self._changes_bytes += len(line)
+        except FileNotFoundError:
+            pass
+        except (OSError, TypeError, KeyError, AttributeError) as error:
+            log.warning("%s: saved changes not read after the first %d (%s)", self.changes_path, applied, error)
+        return applied
 
     def _save_streams(self, converter: Converter) -> None:
+        """After a write that changed the streams: the changes since the last save, appended
+        to the log (cheap: only the streams that changed), or the whole state (the first time,
+        after a reset, or once the log outgrows it), which starts a new generation."""
         try:
-            _write_atomically(self.streams_path, json.dumps(converter.state()))
+            changes = None
+            if not self._whole_next and self._changes_bytes <= max(CHANGES_MIN_BYTES, self._whole_bytes):
+                changes = converter.changes()
+            if changes is not None:
+                if changes["removed"] or changes["streams"]:
+                    line = json.dumps({"generation": self._generation, **changes}) + "\n"
+                    self._whole_next = True  # until the line is written whole
+                    with open(self.changes_path, "a") as log_file:
+                        log_file.write(line)
+                    self._whole_next = False
+                    self._changes_bytes += len(line)
+                return
+            self._generation += 1
+            text = json.dumps({**converter.state(), "generation": self._generation})
+            self._whole_next = True
+            _write_atomically(self.streams_path, text)
+            self.changes_path.unlink(missing_ok=True)  # (its lines are of the older generation)
+            self._whole_next = False
+            converter.mark_saved()
+            self._whole_bytes, self._changes_bytes = len(text), 0
         except OSError as error:
             log.error("%s: conversion state not saved: %s", self.streams_path, error)
 

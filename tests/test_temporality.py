@@ -363,3 +363,45 @@ def test_the_stage_converts_consecutive_requests_as_one_run(mask, monkeypatch):
     # every stream in the same state (but for the wall clock time it was last seen)
     assert [stream[:-1] for stream in together.converter.state()["streams"]] == \
         [stream[:-1] for stream in alone.converter.state()["streams"]]
+
+
+def test_saving_logs_only_the_streams_that_changed(tmp_path, monkeypatch):
+    """TemporalityControl saves the whole state once, then a line of changes a write (the
+    streams converted since, those expired); a restart takes the whole state and the lines
+    of its generation, and stops at a line cut short by a crash."""
+    import json
+
+    from otlpd import decode
+    from otlpd.config import resolve
+
+    monkeypatch.setattr(temporality, "DEFAULT_CONVERTER", Converter)  # the one under test
+
+    def control(tmp):
+        return temporality.TemporalityControl(resolve({}, {}, {
+            "output_dir": str(tmp), "metrics.temporality": "delta", "metrics.initial_value": "keep",
+            "metrics.max_stale": "1h"}), tmp)
+
+    def write(stage, *metrics):
+        stage.process([decode.BUFFER_DECODERS["metrics"](request(list(metrics)).SerializeToString())])
+        stage.commit()
+
+    tmp = tmp_path
+    first = control(tmp)
+    assert isinstance(first.stage.converter, Converter)
+    write(first.stage, sum_metric([(100, 110, 1)], attrs=[("a", "1")]), sum_metric([(100, 110, 1)], attrs=[("a", "2")]))
+    assert json.loads((tmp / temporality.STREAMS_FILE).read_text())["generation"] == 1
+    assert not (tmp / temporality.CHANGES_FILE).exists()  # the first save is whole
+    write(first.stage, sum_metric([(100, 120, 5)], attrs=[("a", "1")]))
+    write(first.stage, sum_metric([(100, 130, 9)], attrs=[("a", "1")]))
+    lines = [json.loads(line) for line in (tmp / temporality.CHANGES_FILE).read_text().splitlines()]
+    assert [(line["generation"], len(line["streams"]), line["removed"]) for line in lines] == [(1, 1, []), (1, 1, [])]
+    expected = first.stage.converter.state()
+
+    again = control(tmp)
+    assert again.stage.converter.state() == expected
+    with open(tmp / temporality.CHANGES_FILE, "a") as log_file:  # a crash in the middle of a line
+        log_file.write(json.dumps({"generation": 1, "removed": [], "streams": []})[:20])
+    assert control(tmp).stage.converter.state() == expected
+    (tmp / temporality.CHANGES_FILE).write_text(  # lines of an older generation are not this state's
+        json.dumps({"generation": 0, "removed": [expected["streams"][0][0]], "streams": []}) + "\n")
+    assert control(tmp).stage.converter.streams == 2

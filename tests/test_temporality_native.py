@@ -110,12 +110,22 @@ def test_the_native_converter_agrees_with_the_reference(data):
                        max_streams=draw(st.sampled_from([2, 5, 100])), max_stale_ns=draw(st.sampled_from([0, 50 * S])),
                        started_at_ns=draw(st.sampled_from([0, 25 * S])))
     reference, native = temporality.Converter(options), temporality.NativeConverter(options)
+    assert reference.changes() is None and native.changes() is None  # nothing saved yet: only whole
+    reference.mark_saved()
+    native.mark_saved()
+    # what a restart would rebuild from the saved changes (TemporalityControl's log)
+    mirrors = temporality.Converter(options), temporality.NativeConverter(options)
     now = 1000 * S
     for message in _batches(draw):
         now += draw(st.integers(0, 40)) * S
         _same(_stored(reference, message, now), _stored(native, message, now))
         assert reference.counters.snapshot() == native.counters.snapshot()
         assert reference.streams == native.streams
+        changes = json.loads(json.dumps(reference.changes()))
+        assert json.loads(json.dumps(native.changes())) == changes
+        for mirror in mirrors:
+            mirror.load_changes(changes)
+            assert json.loads(json.dumps(mirror.state())) == json.loads(json.dumps(reference.state()))
     state = json.loads(json.dumps(reference.state()))
     assert json.loads(json.dumps(native.state())) == state
     swapped = temporality.NativeConverter(options), temporality.Converter(options)
