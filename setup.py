@@ -19,6 +19,7 @@ DECODER_PARTS = sorted(glob.glob("ext/decoder/*.pxi"))
 
 extensions = [
     Extension("otlpd._buffer", ["ext/_buffer.pyx"], depends=["ext/_buffer.pyx"]),
+    Extension("otlpd._breaker", ["ext/_breaker.pyx"], depends=["ext/_breaker.pyx"]),
     Extension("otlpd._decoder", ["ext/_decoder.pyx"], depends=["ext/_decoder.pyx", *DECODER_PARTS]),
 ]
 
