@@ -16,6 +16,10 @@ from otlpd.buffer import BatchBuffer
 from otlpd.config import Config, ConfigError, resolve
 from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
+from otlpd.forward import Forwarder, disabled_snapshot
+from otlpd.forward.checkpoint import sequence_floor
+from otlpd.forward.forwarder import dropped_by_retention
+from otlpd.forward.retention import RetentionGuard
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.status import Counters, Status
 from otlpd.temporality import TemporalityControl
@@ -56,12 +60,13 @@ class Daemon:
     With several worker processes (:mod:`otlpd.workers`) each runs a Daemon with its
     own ``instance`` name (in its file names), a ``share`` of the buffer bounds,
     the port shared through SO_REUSEPORT, and recovery and retention left to the
-    supervisor and the first worker respectively.
+    supervisor and the first worker respectively, and forwarding to the supervisor
+    (``forward``: False).
     """
 
     def __init__(self, config: Config, instance: str = "", share: int = 1,
                  reuse_port: bool = False, recover: bool = True, retention: bool = True,
-                 buffer_factory=BatchBuffer, grpc: bool = True):
+                 buffer_factory=BatchBuffer, grpc: bool = True, forward: bool = True):
         self.config = config
         self._serve_grpc = grpc
         self.instance = instance
@@ -78,11 +83,14 @@ class Daemon:
                                                           config["receiver.max_request_bytes"])
         settings = dataclasses.replace(writer_settings(config, instance, retention),
                                        coalesce_bytes=coalesce_bytes)
+        forwarding = bool(config["forward.endpoint"])
         for signal in schema.SIGNALS:
             buffer = buffer_factory(buffer_bytes, max(1, config["buffer.max_items"] // share))
             writer = SignalWriter(signal, sources.rows_schema(signal), buffer,
                                   self.output_dir / signal, settings,
-                                  stage=self.temporality.stage if signal == "metrics" else None)
+                                  stage=self.temporality.stage if signal == "metrics" else None,
+                                  retention_guard=RetentionGuard(self.output_dir, signal) if forwarding else None,
+                                  min_sequence=sequence_floor(self.output_dir, signal))
             counters = Counters()
             self.buffers[signal] = buffer
             self.writers[signal] = writer
@@ -94,6 +102,10 @@ class Daemon:
         self.port = None
         self.status.register("signals", self._signal_status)
         self.status.register("temporality", self.temporality.snapshot)
+        # forwarding reads the files the writers completed; a ConfigError here (a damaged
+        # checkpoint) stops the start
+        self.forwarder = Forwarder.from_config(config, self.output_dir) if forwarding and forward else None
+        self.status.register("forwarding", self._forwarding_status)
         self.status.register("daemon", lambda: {
             "grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
             "instance": self.instance,
@@ -117,6 +129,7 @@ class Daemon:
         if not self._serve_grpc:  # embedded: requests come through ingest() only
             for writer in self.writers.values():
                 writer.start()
+            self._start_forwarding()
             return
         try:
             self.server, self.port = build_server(
@@ -128,9 +141,17 @@ class Daemon:
         for writer in self.writers.values():
             writer.start()
         self.server.start()
+        self._start_forwarding()
+
+    def _start_forwarding(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.start()
 
     def stop(self) -> None:
-        """Stop accepting, finish requests in flight, write everything, complete the files."""
+        """Stop forwarding, stop accepting, finish requests in flight, write everything, complete
+        the files."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
         if self.server is not None:
             self.server.stop(self.config["receiver.grace_period"]).wait()
             self.port = None  # endpoint None: not serving (the dashboard's readiness reads it)
@@ -164,6 +185,12 @@ class Daemon:
         """Complete the current file of one signal (or all); returns the completed paths."""
         signals = [signal] if signal else list(self.writers)
         return {name: _path_str(self.writers[name].rotate()) for name in signals}
+
+    def _forwarding_status(self) -> dict:
+        if self.forwarder is None:
+            return disabled_snapshot()
+        return self.forwarder.snapshot(dropped_by_retention(
+            {signal: {"writer": writer.counters.snapshot()} for signal, writer in self.writers.items()}))
 
     def _signal_status(self) -> dict:
         result = {}

@@ -1,0 +1,148 @@
+"""Helpers of the forwarding tests: what a daemon stored, as counts and as multisets of records,
+and tiny gRPC servers that answer Export calls the way a test needs."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from otlp_client import METHODS
+from otlpd import files
+from otlpd.forward.log import OpenedFile, list_files, read_sources
+from otlpd.schema import SIGNALS, to_request
+from otlpd.sources import join
+from strategies import records_multiset
+
+REQUEST_TYPES = {"traces": trace_service_pb2.ExportTraceServiceRequest,
+                 "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+                 "logs": logs_service_pb2.ExportLogsServiceRequest}
+PASSTHROUGH = ("--metrics.temporality", "passthrough", "--writer.write-interval", "100ms",
+               "--writer.fsync", "false")
+
+
+def forwarding_flags(endpoint: str, *extra: str) -> tuple[str, ...]:
+    return (*PASSTHROUGH, "--forward.endpoint", endpoint, "--forward.insecure", "true",
+            "--forward.poll-interval", "100ms", "--forward.retry.initial-backoff", "50ms",
+            "--forward.retry.max-backoff", "500ms", "--forward.breaker.open-timeout", "200ms",
+            "--forward.breaker.max-open-timeout", "1s", *extra)
+
+
+def stored_rows(output: Path, signal: str) -> int:
+    """Rows in every data file of a signal, completed or in progress."""
+    total = 0
+    for found in list_files(Path(output) / signal).values():
+        for file in found:
+            try:
+                total += sum(OpenedFile(file).rows)
+            except FileNotFoundError:
+                pass  # renamed while listed
+    return total
+
+
+def stored_records(output: Path, signal: str) -> Counter:
+    """Every stored record of a signal as a multiset (records_multiset of the files' rows),
+    the files in progress included."""
+    counter: Counter = Counter()
+    for found in list_files(Path(output) / signal).values():
+        for file in found:
+            if file.complete:
+                table = files.read_table(file.path)
+            else:
+                opened = OpenedFile(file)
+                if not opened.batches:
+                    continue
+                table = join(_table([opened.batch(i) for i in range(opened.batches)]), read_sources(file.path))
+            counter += records_multiset(signal, to_request(signal, table))
+    return counter
+
+
+def _table(batches):
+    import pyarrow as pa
+
+    return pa.Table.from_batches(batches)
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met in {timeout} s")
+        time.sleep(interval)
+
+
+def status_with(code: grpc.StatusCode, message: str, retry_delay: float | None = None):
+    """A grpc.Status of ``code`` (with a RetryInfo when ``retry_delay`` is given)."""
+    details = []
+    if retry_delay is not None:
+        info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
+            seconds=int(retry_delay), nanos=int((retry_delay % 1) * 1e9)))
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        details.append(packed)
+    return rpc_status.to_status(status_pb2.Status(code=getattr(code_pb2, code.name), message=message,
+                                                  details=details))
+
+
+class ScriptedRemote:
+    """A gRPC server on a free loopback port answering Export calls with ``answer(signal,
+    request_bytes, call_number)``: None for OK (an empty response), a float for OK after that
+    many seconds, or a grpc.Status to fail with. Every request received is kept."""
+
+    def __init__(self, answer, threads: int = 4):
+        self.answer = answer
+        self.received: list[tuple[str, bytes]] = []
+        self.calls = 0
+        self.metadata: list[dict] = []
+        self._lock = threading.Lock()
+        self.server = grpc.server(futures.ThreadPoolExecutor(threads))
+        handlers = {}
+        for signal in SIGNALS:
+            service, method = METHODS[signal].strip("/").split("/")
+            handlers.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
+                self._handler(signal), request_deserializer=None, response_serializer=None)
+        for service, methods in handlers.items():
+            self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _handler(self, signal: str):
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            with self._lock:
+                self.calls += 1
+                number = self.calls
+                self.metadata.append(dict(context.invocation_metadata()))
+            answer = self.answer(signal, request, number)
+            if isinstance(answer, grpc.Status):
+                context.abort_with_status(answer)
+            if isinstance(answer, (int, float)):
+                time.sleep(answer)
+            with self._lock:
+                self.received.append((signal, request))
+            return b""
+        return handle
+
+    def records(self, signal: str) -> Counter:
+        counter: Counter = Counter()
+        with self._lock:
+            requests = [data for name, data in self.received if name == signal]
+        for data in requests:
+            counter += records_multiset(signal, REQUEST_TYPES[signal].FromString(data))
+        return counter
+
+    def stop(self) -> None:
+        self.server.stop(0).wait()
