@@ -24,6 +24,8 @@ from typing import Any
 from otlpd import files, schema
 from otlpd.config import Config, ConfigError
 from otlpd.daemon import Daemon, check_output_dir, writer_settings
+from otlpd.forward import Forwarder, disabled_snapshot
+from otlpd.forward.forwarder import dropped_by_retention
 from otlpd.memory import configure_process_memory
 from otlpd.receiver import BindError, check_bindable
 
@@ -44,7 +46,7 @@ def _worker_main(values: dict, instance: str, share: int, retention: bool, conn)
     configure_process_memory()
     parent = os.getppid()
     daemon = Daemon(Config(values), instance=instance, share=share, reuse_port=True,
-                    recover=False, retention=retention)
+                    recover=False, retention=retention, forward=False)
     try:
         daemon.start()
     except ConfigError as error:
@@ -101,6 +103,8 @@ class Supervisor:
         self._values: dict = {}
         self.status = self  # Daemon exposes .status.snapshot(); so does the supervisor
         self._started_at = time.time()
+        # one forwarder for every worker's files (they are the log); workers never forward
+        self.forwarder = Forwarder.from_config(config, self.output_dir) if config["forward.endpoint"] else None
 
     @property
     def endpoint(self) -> str | None:
@@ -131,6 +135,8 @@ class Supervisor:
             except BaseException:
                 self.stop()
                 raise
+        if self.forwarder is not None:
+            self.forwarder.start()
 
     def _spawn(self, number: int) -> _Worker:
         instance = f"w{number}"
@@ -174,6 +180,8 @@ class Supervisor:
                 log.error("worker %s did not restart: %s", replacement.instance, error)
 
     def stop(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()
         for worker in self._workers:
             if worker.process.is_alive():
                 try:
@@ -210,6 +218,8 @@ class Supervisor:
             "daemon": {"grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
                        "workers": len(self._workers), "pid": os.getpid()},
             "signals": merged,
+            "forwarding": disabled_snapshot() if self.forwarder is None
+            else self.forwarder.snapshot(dropped_by_retention(merged)),
             "workers": per_worker,
         }
 

@@ -97,7 +97,7 @@ def status_with(code: grpc.StatusCode, message: str, retry_delay: float | None =
 class ScriptedRemote:
     """A gRPC server on a free loopback port answering Export calls with ``answer(signal,
     request_bytes, call_number)``: None for OK (an empty response), a float for OK after that
-    many seconds, or a grpc.Status to fail with. Every request received is kept."""
+    many seconds, response bytes, or a grpc.Status to fail with. Every request received is kept."""
 
     def __init__(self, answer, threads: int = 4):
         self.answer = answer
@@ -133,7 +133,7 @@ class ScriptedRemote:
                 time.sleep(answer)
             with self._lock:
                 self.received.append((signal, request))
-            return b""
+            return answer if isinstance(answer, bytes) else b""
         return handle
 
     def records(self, signal: str) -> Counter:
@@ -146,3 +146,14 @@ class ScriptedRemote:
 
     def stop(self) -> None:
         self.server.stop(0).wait()
+
+
+def forwarding_settings(endpoint: str, **extra: str) -> dict[str, str]:
+    """forwarding_flags as start_daemon's settings."""
+    flags = forwarding_flags(endpoint)
+    settings = {flags[i][2:].replace("-", "_"): flags[i + 1] for i in range(0, len(flags), 2)}
+    return {**settings, **extra}
+
+
+def forwarding_status(daemon) -> dict:
+    return daemon.status.snapshot()["forwarding"]

@@ -165,7 +165,7 @@ class SignalForwarder:
         """Deliver one request, or give it up when the remote refuses it for good. Raises _Stop
         when forwarding ends first (the checkpoint stays before the request)."""
         backoff = Backoff(self.settings.initial_backoff, self.settings.max_backoff)
-        maybe_delivered = False
+        maybe_delivered = 0  # attempts that may have been stored although they failed (timed out)
         while True:
             if self._stopping.is_set():
                 raise _Stop
@@ -192,7 +192,7 @@ class SignalForwarder:
                     return
                 self.breaker.record_failure(ticket, reason=name)
                 self._error(name, failure.message)
-                maybe_delivered = maybe_delivered or failure.code in MAYBE_DELIVERED
+                maybe_delivered += failure.code in MAYBE_DELIVERED
                 self.counters.add(retries=1, **{f"retries_{name}": 1})
                 self._wait(backoff.next_delay(failure.retry_delay))
                 continue
@@ -202,7 +202,8 @@ class SignalForwarder:
             self._sent_records += count
             self.counters.add(sent_requests=1, sent_records=count, sent_bytes=len(data))
             if maybe_delivered:
-                self.counters.add(duplicates_suspected_requests=1, duplicates_suspected_records=count)
+                self.counters.add(duplicates_suspected_requests=maybe_delivered,
+                                  duplicates_suspected_records=maybe_delivered * count)
             if rejected or message:
                 self.counters.add(partial_success_requests=1, partial_success_rejected=rejected)
                 self._last_partial = message
