@@ -99,7 +99,7 @@ class ScriptedRemote:
     request_bytes, call_number)``: None for OK (an empty response), a float for OK after that
     many seconds, response bytes, or a grpc.Status to fail with. Every request received is kept."""
 
-    def __init__(self, answer, threads: int = 4):
+    def __init__(self, answer, threads: int = 4, credentials: grpc.ServerCredentials | None = None):
         self.answer = answer
         self.received: list[tuple[str, bytes]] = []
         self.calls = 0
@@ -113,7 +113,8 @@ class ScriptedRemote:
                 self._handler(signal), request_deserializer=None, response_serializer=None)
         for service, methods in handlers.items():
             self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = (self.server.add_secure_port("127.0.0.1:0", credentials) if credentials
+                     else self.server.add_insecure_port("127.0.0.1:0"))
         self.server.start()
 
     @property
@@ -157,3 +158,49 @@ def forwarding_settings(endpoint: str, **extra: str) -> dict[str, str]:
 
 def forwarding_status(daemon) -> dict:
     return daemon.status.snapshot()["forwarding"]
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate it signed, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    paths: dict[str, Path] = {}
+
+    def write(name: str, data: bytes) -> None:
+        paths[name] = directory / f"{name}.pem"
+        paths[name].write_bytes(data)
+
+    def certificate(subject: str, key, issuer_name, issuer_key, ca: bool, usage=None, ip=None):
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if usage:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if ip:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                                            critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def pem_key(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "otlpd test CA")])
+    ca = certificate("otlpd test CA", ca_key, ca_name, ca_key, True)
+    write("ca", ca.public_bytes(serialization.Encoding.PEM))
+    for name, usage, ip in (("server", ExtendedKeyUsageOID.SERVER_AUTH, "127.0.0.1"),
+                            ("client", ExtendedKeyUsageOID.CLIENT_AUTH, None)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = certificate(f"otlpd test {name}", key, ca_name, ca_key, False, usage, ip)
+        write(f"{name}-cert", cert.public_bytes(serialization.Encoding.PEM))
+        write(f"{name}-key", pem_key(key))
+    return paths

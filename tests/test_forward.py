@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
 from daemon_process import DaemonProcess, start_daemon
 from forward_helpers import (PASSTHROUGH, ScriptedRemote, forwarding_flags, forwarding_settings, forwarding_status,
-                             status_with, stored_records, stored_rows, wait_until)
+                             make_certificates, status_with, stored_records, stored_rows, wait_until)
 from otlp_client import REQUEST_BUILDERS, export
 from otlpd.schema import SIGNALS
 
@@ -247,3 +247,24 @@ def test_sigkill_mid_backlog_resumes_from_the_checkpoint(tmp_path, scripted):
         assert not here - there  # nothing missing
         # at most the request in flight at the kill (stored remotely, not checkpointed) twice
         assert total(there) - total(here) <= 20
+
+
+def test_mutual_tls_with_a_private_ca(tmp_path, forwarding_daemon):
+    certificates = make_certificates(tmp_path)
+    credentials = grpc.ssl_server_credentials(
+        [(certificates["server-key"].read_bytes(), certificates["server-cert"].read_bytes())],
+        root_certificates=certificates["ca"].read_bytes(), require_client_auth=True)
+    remote = ScriptedRemote(lambda *_: None, credentials=credentials)
+    try:
+        daemon = forwarding_daemon(remote.endpoint, **{
+            "forward.insecure": "false", "forward.tls_ca_file": str(certificates["ca"]),
+            "forward.tls_cert_file": str(certificates["client-cert"]),
+            "forward.tls_key_file": str(certificates["client-key"]),
+            "forward.bearer_token": "tls-only-token"})
+        send_all(daemon.endpoint)
+        wait_until(lambda: all(total(remote.records(s)) >= N[s] for s in SIGNALS))
+        assert remote.metadata[0]["authorization"] == "Bearer tls-only-token"
+        remote_part = forwarding_status(daemon)["remote"]
+        assert remote_part["tls"] and remote_part["mutual_tls"] and remote_part["auth"] == "bearer_token"
+    finally:
+        remote.stop()

@@ -73,6 +73,7 @@ class SignalForwarder:
         self._last_error: dict[str, Any] | None = None
         self._last_partial: str | None = None
         self._skip_logged: dict[str, float] = {}
+        self._failing_since: float | None = None  # an outage, logged once when it starts and once when it ends
         self._thread = threading.Thread(target=self._run, name=f"otlpd-forward-{signal}", daemon=True)
 
     def start(self) -> None:
@@ -192,6 +193,10 @@ class SignalForwarder:
                     return
                 self.breaker.record_failure(ticket, reason=name)
                 self._error(name, failure.message)
+                if self._failing_since is None:
+                    self._failing_since = self._clock()
+                    log.warning("forward %s: %s (%s); retrying with backoff, the files keep the data",
+                                self.signal, name, failure.message)
                 maybe_delivered += failure.code in MAYBE_DELIVERED
                 self.counters.add(retries=1, **{f"retries_{name}": 1})
                 self._wait(backoff.next_delay(failure.retry_delay))
@@ -199,6 +204,9 @@ class SignalForwarder:
             except ValueError:  # the channel was closed under the call: stopping
                 raise _Stop from None
             self.breaker.record_success(ticket)
+            if self._failing_since is not None:
+                log.info("forward %s: delivering again after %.1f s", self.signal, self._clock() - self._failing_since)
+                self._failing_since = None
             self._sent_records += count
             self.counters.add(sent_requests=1, sent_records=count, sent_bytes=len(data))
             if maybe_delivered:
