@@ -36,7 +36,7 @@ from otlpd import sources as _sources
 __all__ = ["Encoder", "encode", "requests", "DATA_COLUMNS", "NATIVE"]
 
 # the signals written here; the others by the reference (otlpd.encode.PYTHON) for now
-NATIVE = frozenset({"traces"})
+NATIVE = frozenset({"traces", "logs"})
 
 include "encoder/wire.pxi"
 include "encoder/columns.pxi"
@@ -71,6 +71,11 @@ def _check_layout():
     link = _TYPES["traces"]["links"].value_type
     assert [link.field(k).name for k in (LINK_TRACE_ID, LINK_ATTRIBUTES, LINK_DROPPED, LINK_FLAGS)] == [
         "trace_id", "attributes", "dropped_attributes_count", "flags"]
+    logs = DATA_COLUMNS["logs"]
+    assert [logs[k] for k in (L_TIME, L_BODY, L_BODY_OTHER, L_ATTRIBUTES, L_DROPPED_ATTRIBUTES,
+                              L_EVENT_NAME)] == [
+        "time", "body", "body_other", "attributes", "dropped_attributes_count", "event_name"], logs
+    assert len(logs) == L_EVENT_NAME + 1
     source = list(_sources.SOURCE_COLUMNS)
     assert [source[k] for k in (S_RES_ATTRS, S_RES_DROPPED, S_RES_REFS, S_RES_URL, S_SCOPE_NAME,
                                 S_SCOPE_ATTRS, S_SCOPE_DROPPED, S_SCOPE_URL)] == [

@@ -25,7 +25,7 @@ SETTINGS = settings(max_examples=60, deadline=None, database=None,
 REQUEST_TYPES = {"traces": pb.ExportTraceServiceRequest, "metrics": pb.ExportMetricsServiceRequest,
                  "logs": pb.ExportLogsServiceRequest}
 IMPLEMENTATIONS = ["python", "cython"]
-NATIVE = ["traces"]  # the signals the Cython encoder writes itself (otlpd._encoder.NATIVE)
+NATIVE = ["traces", "logs"]  # the signals the Cython encoder writes itself (otlpd._encoder.NATIVE)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
