@@ -35,21 +35,19 @@ from otlpd import sources as _sources
 
 __all__ = ["Encoder", "encode", "requests", "DATA_COLUMNS", "NATIVE"]
 
-# the signals written here; the others by the reference (otlpd.encode.PYTHON) for now
-NATIVE = frozenset({"traces", "logs"})
-
 include "encoder/wire.pxi"
 include "encoder/columns.pxi"
 include "encoder/common.pxi"
 include "encoder/traces.pxi"
-include "encoder/groups.pxi"
 include "encoder/logs.pxi"
 include "encoder/metrics.pxi"
+include "encoder/groups.pxi"
 
 if sys.byteorder != "little":  # fixed64/double fields are copied as the host's bytes
     raise ImportError("otlpd._encoder needs a little-endian host")
 
 _SIGNAL_NUMBERS = {"traces": TRACES, "metrics": METRICS, "logs": LOGS}
+NATIVE = frozenset(_SIGNAL_NUMBERS)  # the signals written here: all of them
 # each signal's own columns, in the order of its part's enum (checked below)
 DATA_COLUMNS = {signal: [name for name in _sources.rows_schema(signal).names
                          if name not in ("service_name", "source_id")]
@@ -76,6 +74,15 @@ def _check_layout():
                               L_EVENT_NAME)] == [
         "time", "body", "body_other", "attributes", "dropped_attributes_count", "event_name"], logs
     assert len(logs) == L_EVENT_NAME + 1
+    metrics = DATA_COLUMNS["metrics"]
+    assert [metrics[k] for k in (M_METADATA, M_TYPE, M_ATTRIBUTES, M_START_TIME, M_COUNT, M_SCALE,
+                                 M_POSITIVE_OFFSET, M_NEGATIVE_COUNTS, M_EXEMPLARS)] == [
+        "metric_metadata", "metric_type", "attributes", "start_time", "count", "scale",
+        "positive_offset", "negative_bucket_counts", "exemplars"], metrics
+    assert len(metrics) == M_EXEMPLARS + 1
+    exemplar = _TYPES["metrics"]["exemplars"].value_type
+    assert [exemplar.field(k).name for k in (X_ATTRIBUTES, X_TIME, X_VALUE_INT, X_TRACE_ID)] == [
+        "filtered_attributes", "time", "value_int", "trace_id"]
     source = list(_sources.SOURCE_COLUMNS)
     assert [source[k] for k in (S_RES_ATTRS, S_RES_DROPPED, S_RES_REFS, S_RES_URL, S_SCOPE_NAME,
                                 S_SCOPE_ATTRS, S_SCOPE_DROPPED, S_SCOPE_URL)] == [
@@ -202,18 +209,12 @@ cdef class Encoder:
 
 def encode(str signal, rows, sources=None) -> bytes:
     """The serialized Export request of `rows` (stored layout with `sources`, or full layout)."""
-    if signal not in NATIVE:
-        from otlpd import encode as seam
-        return seam.PYTHON.encode(signal, rows, sources)
     encoder = Encoder(signal, rows, sources)
     return encoder.encode_range(0, encoder.num_rows)
 
 
 def requests(str signal, rows, sources=None, int64_t max_items=8192, int64_t max_bytes=4_000_000):
     """`rows` cut into Export requests: an iterator of (request bytes, number of records)."""
-    if signal not in NATIVE:
-        from otlpd import encode as seam
-        return seam.PYTHON.requests(signal, rows, sources, max_items, max_bytes)
     encoder = Encoder(signal, rows, sources)
     return _requests(encoder, encoder.cut(max_items, max_bytes))
 

@@ -25,7 +25,7 @@ SETTINGS = settings(max_examples=60, deadline=None, database=None,
 REQUEST_TYPES = {"traces": pb.ExportTraceServiceRequest, "metrics": pb.ExportMetricsServiceRequest,
                  "logs": pb.ExportLogsServiceRequest}
 IMPLEMENTATIONS = ["python", "cython"]
-NATIVE = ["traces", "logs"]  # the signals the Cython encoder writes itself (otlpd._encoder.NATIVE)
+NATIVE = list(SIGNALS)  # the signals the Cython encoder writes itself (otlpd._encoder.NATIVE)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -412,3 +412,14 @@ def test_native_signals():
     from otlpd import _encoder
 
     assert _encoder.NATIVE == frozenset(NATIVE)
+
+
+def test_unknown_source_ids_and_metric_types_are_value_errors():
+    batch = decode.DECODERS["metrics"](realistic_requests(scale=1)["metrics"][0])
+    rows, sources_ = stored(batch)
+    with pytest.raises(ValueError, match="not in the sources table"):
+        cython_encoder().encode("metrics", rows, sources_.slice(1, 0))
+    index = batch.schema.get_field_index("metric_type")
+    renamed = batch.set_column(index, batch.schema.field(index), pa.array(["gauges"] * batch.num_rows))
+    with pytest.raises(ValueError, match="metric_type"):
+        cython_encoder().encode("metrics", renamed)
