@@ -79,7 +79,8 @@ class Checkpoint:
 
     def set(self, instance: str, position: Position) -> None:
         """Record ``position`` for ``instance`` and save before returning."""
-        self.positions[instance] = Position(*position)
+        # a new dict, not an update: snapshot() may be iterating the old one on another thread
+        self.positions = {**self.positions, instance: Position(*position)}
         self.save()
 
     def save(self) -> None:

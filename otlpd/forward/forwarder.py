@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 BACKLOG_INTERVAL = 1.0  # seconds between two backlog counts
 RATE_WINDOW = 10.0  # the send rate is over the last this many seconds
 REFUSED_WAIT = 0.1  # the breaker refused while half-open (a probe is out): look again this soon
-SKIP_LOG_INTERVAL = 60.0  # a refused-for-good code is logged at most once a minute
+SKIP_LOG_INTERVAL = 60.0  # a refused-for-good code (or a read error) is logged at most once a minute
 
 
 def disabled_snapshot() -> dict[str, Any]:
@@ -93,7 +93,9 @@ class SignalForwarder:
                 break
             except Exception as error:  # noqa: BLE001 - a bad file must not end forwarding silently
                 self._error("read", f"{type(error).__name__}: {error}")
-                log.exception("forward %s: reading the stored files failed; trying again", self.signal)
+                if self._due_to_log("read"):
+                    log.exception("forward %s: reading or encoding the stored files failed; trying again "
+                                  "(logged at most once a minute)", self.signal)
                 shipped = False
             if not shipped:
                 self._wait(self.settings.poll_interval)
@@ -105,7 +107,12 @@ class SignalForwarder:
         listing = list_files(self.directory)
         shipped = False
         for instance in sorted(listing):
-            position, opened = self._locate(instance, listing[instance])
+            try:
+                position, opened = self._locate(instance, listing[instance])
+            except FileNotFoundError:
+                # renamed (completed) or deleted since it was listed: list again at once
+                shipped = True
+                continue
             if opened is not None:
                 self._ship(instance, position, opened)
                 shipped = True
@@ -201,8 +208,10 @@ class SignalForwarder:
                 self.counters.add(retries=1, **{f"retries_{name}": 1})
                 self._wait(backoff.next_delay(failure.retry_delay))
                 continue
-            except ValueError:  # the channel was closed under the call: stopping
-                raise _Stop from None
+            except ValueError:
+                if self._stopping.is_set():  # the channel was closed under the call
+                    raise _Stop from None
+                raise
             self.breaker.record_success(ticket)
             if self._failing_since is not None:
                 log.info("forward %s: delivering again after %.1f s", self.signal, self._clock() - self._failing_since)
@@ -220,12 +229,18 @@ class SignalForwarder:
     def _skip(self, code: str, message: str, count: int) -> None:
         self.counters.add(**{f"skipped_{code}": count})
         self._error(code, message)
-        now = self._clock()
-        if now - self._skip_logged.get(code, float("-inf")) >= SKIP_LOG_INTERVAL:
-            self._skip_logged[code] = now
+        if self._due_to_log(code):
             log.warning("forward %s: the remote refused a request of %d records for good (%s: %s); "
                         "skipped, counted as skipped_by_code.%s (logged at most once a minute)",
                         self.signal, count, code, message, code)
+
+    def _due_to_log(self, what: str) -> bool:
+        """True at most once a minute per ``what``: a repeated problem is logged, not a flood."""
+        now = self._clock()
+        if now - self._skip_logged.get(what, float("-inf")) < SKIP_LOG_INTERVAL:
+            return False
+        self._skip_logged[what] = now
+        return True
 
     def _error(self, code: str, message: str) -> None:
         self._last_error = {"at": time.time(), "code": code, "message": message[:500]}
