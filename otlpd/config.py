@@ -452,6 +452,11 @@ def _check_forwarding(values: Mapping[str, Any]) -> None:
     """Checks of the forward.* settings that involve more than one of them."""
     if not values["forward.endpoint"]:
         return
+    host, _, port = values["forward.endpoint"].rpartition(":")
+    own_host, _, own_port = values["grpc_endpoint"].rpartition(":")
+    if port == own_port and port != "0" and (host == own_host or (is_loopback(host) and is_loopback(own_host))):
+        # every forwarded record would be stored again, and forwarded again, forever
+        raise ConfigError(f"forward.endpoint: {values['forward.endpoint']} is this otlpd's own grpc_endpoint")
     if values["forward.bearer_token"] and values["forward.basic_auth_user"]:
         raise ConfigError("forward.bearer_token: set either it or forward.basic_auth_user, not both "
                           "(both are the authorization header)")
@@ -474,7 +479,6 @@ def _check_forwarding(values: Mapping[str, Any]) -> None:
                 raise ConfigError(f"{key}: cannot read {values[key]}: {error.strerror}") from None
     secrets = [key for key in ("forward.api_key", "forward.bearer_token", "forward.basic_auth_password")
                if values[key]]
-    host = values["forward.endpoint"].rpartition(":")[0]
     if secrets and values["forward.insecure"] and not is_loopback(host):
         raise ConfigError(f"{secrets[0]}: would travel in plain text to {host}; set forward.insecure false "
                           "(TLS) or forward to a loopback address")
