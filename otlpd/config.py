@@ -153,20 +153,17 @@ def _metadata_name(value: str) -> str | None:
 
 def parse_headers(text: Any) -> tuple[tuple[str, str], ...]:
     """``name=value,name=value`` (the OTEL_EXPORTER_OTLP_HEADERS form; values percent-decoded)
-    or a mapping, as (lower-case name, value) pairs."""
-    if isinstance(text, (tuple, list)):
-        return tuple((str(name), str(value)) for name, value in text)
-    if isinstance(text, Mapping):
-        pairs = [(str(name), str(value)) for name, value in text.items()]
-    else:
-        pairs = []
-        for item in str(text).split(","):
-            if not item.strip():
-                continue
-            name, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"expected name=value,name=value, got an item without '=' ({name.strip()!r})")
-            pairs.append((name, urllib.parse.unquote(value.strip())))
+    as (lower-case name, value) pairs; the default, (), as it is."""
+    if isinstance(text, tuple):
+        return text
+    pairs = []
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected name=value,name=value, got an item without '=' ({name.strip()!r})")
+        pairs.append((name, urllib.parse.unquote(value.strip())))
     result = []
     for name, value in pairs:
         name = name.strip().lower()

@@ -166,7 +166,7 @@ class SignalForwarder:
                 after = Position(position.seq, position.batch, row) if row < batch.num_rows \
                     else Position(position.seq, position.batch + 1)
                 self.checkpoint.set(instance, after)
-        if row >= batch.num_rows:
+        else:  # nothing left in this batch (an empty one): move past it
             self.checkpoint.set(instance, Position(position.seq, position.batch + 1))
 
     def _send(self, data: bytes, count: int) -> None:

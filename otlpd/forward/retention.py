@@ -20,6 +20,7 @@ class RetentionGuard:
 
     def rows_for(self, directory: Path) -> Callable[[files.CompletedFile], int]:
         """A function of one retention run: the checkpoint is read once, now."""
+        self._counts.forget_missing(set(directory.iterdir()))
         try:
             positions = read_positions(self._path)
         except ConfigError:
