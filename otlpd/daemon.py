@@ -18,7 +18,6 @@ from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
 from otlpd.forward import Forwarder, disabled_snapshot
 from otlpd.forward.checkpoint import sequence_floor
-from otlpd.forward.forwarder import dropped_by_retention
 from otlpd.forward.retention import RetentionGuard
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.status import Counters, Status
@@ -89,7 +88,8 @@ class Daemon:
             writer = SignalWriter(signal, sources.rows_schema(signal), buffer,
                                   self.output_dir / signal, settings,
                                   stage=self.temporality.stage if signal == "metrics" else None,
-                                  retention_guard=RetentionGuard(self.output_dir, signal) if forwarding else None,
+                                  retention_guard=RetentionGuard(self.output_dir, signal, settings.fsync)
+                                  if forwarding else None,
                                   min_sequence=sequence_floor(self.output_dir, signal))
             counters = Counters()
             self.buffers[signal] = buffer
@@ -189,8 +189,7 @@ class Daemon:
     def _forwarding_status(self) -> dict:
         if self.forwarder is None:
             return disabled_snapshot()
-        return self.forwarder.snapshot(dropped_by_retention(
-            {signal: {"writer": writer.counters.snapshot()} for signal, writer in self.writers.items()}))
+        return self.forwarder.snapshot()
 
     def _signal_status(self) -> dict:
         result = {}

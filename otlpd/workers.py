@@ -25,7 +25,6 @@ from otlpd import files, schema
 from otlpd.config import Config, ConfigError
 from otlpd.daemon import Daemon, check_output_dir, writer_settings
 from otlpd.forward import Forwarder, disabled_snapshot
-from otlpd.forward.forwarder import dropped_by_retention
 from otlpd.memory import configure_process_memory
 from otlpd.receiver import BindError, check_bindable
 
@@ -219,7 +218,7 @@ class Supervisor:
                        "workers": len(self._workers), "pid": os.getpid()},
             "signals": merged,
             "forwarding": disabled_snapshot() if self.forwarder is None
-            else self.forwarder.snapshot(dropped_by_retention(merged)),
+            else self.forwarder.snapshot(),
             "workers": per_worker,
         }
 

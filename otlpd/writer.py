@@ -442,6 +442,7 @@ class SignalWriter:
 
     def _count_dropped(self, file: files.CompletedFile, rows: int) -> None:
         self.counters.add(unforwarded_files_deleted=1, unforwarded_records_deleted=rows)
+        self.retention_guard.dropped(file, rows)
 
     def _update_state(self) -> None:
         current = self._file

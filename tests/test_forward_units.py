@@ -159,8 +159,15 @@ def test_forced_deletion_is_counted_as_dropped_in_the_status(tmp_path):
                 export(channel, "traces", trace_request(100, first=first).SerializeToString())
                 daemon.rotate("traces")
         status = daemon.status.snapshot()["forwarding"]["signals"]["traces"]
-        assert status["dropped_by_retention"] == 300
+        assert status["dropped_by_retention"] == 300 and status["dropped_files_by_retention"] == 3
         assert status["sent_records"] == 0
+        assert daemon.writers["traces"].status()["unforwarded_records_deleted"] == 300
+    finally:
+        daemon.stop()
+    # the ledger beside the checkpoint keeps the count across a restart
+    daemon = start_daemon(tmp_path, **{"forward.endpoint": "127.0.0.1:1", "forward.insecure": "true"})
+    try:
+        assert daemon.status.snapshot()["forwarding"]["signals"]["traces"]["dropped_by_retention"] == 300
     finally:
         daemon.stop()
 

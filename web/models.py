@@ -90,7 +90,9 @@ class ForwardingSignal(Open):
     retries_by_code: dict[str, int]
     skipped_records: int
     skipped_by_code: dict[str, int] = Field(description="records refused for good by the remote, by gRPC code")
-    dropped_by_retention: int = Field(description="unforwarded records retention.max_total_bytes deleted")
+    dropped_by_retention: int = Field(description="unforwarded records retention.max_total_bytes deleted "
+                                                  "(in total, kept across restarts)")
+    dropped_files_by_retention: int
     partial_success: dict[str, Any]
     duplicates_suspected: dict[str, int] = Field(description="requests and records resent after a send "
                                                              "that timed out (the remote may hold them twice)")

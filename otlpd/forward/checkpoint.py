@@ -65,6 +65,49 @@ def sequence_floor(output_dir: Path | str, signal: str) -> int:
     return max((position.seq for position in positions.values()), default=-1) + 1
 
 
+def dropped_path(output_dir: Path | str, signal: str) -> Path:
+    return Path(output_dir) / DIRECTORY / f"{signal}.dropped.json"
+
+
+def read_dropped(output_dir: Path | str, signal: str) -> dict:
+    """Unshipped records and files retention deleted, in total since forwarding began (the
+    ledger retention keeps beside the checkpoint, so a restart forgets nothing)."""
+    try:
+        document = json.loads(dropped_path(output_dir, signal).read_text(encoding="utf-8"))
+        return {"records": int(document["records"]), "files": int(document["files"]),
+                "last_file": document.get("last_file"), "last_at": document.get("last_at")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"records": 0, "files": 0, "last_file": None, "last_at": None}
+
+
+def add_dropped(output_dir: Path | str, signal: str, file_name: str, records: int, fsync: bool = True) -> None:
+    """Add one deleted file's unshipped records to the ledger (only retention writes it: one
+    writer thread of one process per signal)."""
+    total = read_dropped(output_dir, signal)
+    document = {"records": total["records"] + records, "files": total["files"] + 1,
+                "last_file": file_name, "last_at": time.time()}
+    write_atomically(dropped_path(output_dir, signal), document, fsync)
+
+
+def write_atomically(path: Path, document: dict, fsync: bool) -> None:
+    """``document`` as JSON at ``path``: a temporary file beside it (fsynced), os.replace, then
+    the directory fsynced, so a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            json.dump(document, stream)
+            if fsync:
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_path(path.parent)
+
+
 class Checkpoint:
     """One signal's positions, saved atomically on every change."""
 
@@ -84,23 +127,10 @@ class Checkpoint:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         document = {"version": VERSION, "updated_at": time.time(),
                     "positions": {instance: position._asdict()
                                   for instance, position in sorted(self.positions.items())}}
-        fd, scratch = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                json.dump(document, stream)
-                if self.fsync:
-                    stream.flush()
-                    os.fsync(stream.fileno())
-            os.replace(scratch, self.path)
-        except BaseException:
-            Path(scratch).unlink(missing_ok=True)
-            raise
-        if self.fsync:
-            fsync_path(self.path.parent)
+        write_atomically(self.path, document, self.fsync)
         self.saved_at = document["updated_at"]
 
     def snapshot(self) -> dict:

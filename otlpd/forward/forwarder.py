@@ -25,7 +25,7 @@ import grpc
 from otlpd import encode, schema
 from otlpd.breaker import IMPLEMENTATION as BREAKER_IMPLEMENTATION
 from otlpd.breaker import CircuitBreaker
-from otlpd.forward.checkpoint import Checkpoint, Position, checkpoint_path
+from otlpd.forward.checkpoint import Checkpoint, Position, checkpoint_path, read_dropped
 from otlpd.forward.client import ExportClient
 from otlpd.forward.log import DataFile, OpenedFile, RowCounts, list_files, unshipped_rows
 from otlpd.forward.retry import MAYBE_DELIVERED, Backoff, classify
@@ -361,9 +361,8 @@ class Forwarder:
         for forwarder in self.signals.values():
             forwarder.join(max(0.0, deadline - time.monotonic()))
 
-    def snapshot(self, dropped: dict[str, int] | None = None) -> dict[str, Any]:
-        """The forwarding part of the status; ``dropped``: per signal, unshipped records
-        retention deleted (counted by the writers)."""
+    def snapshot(self) -> dict[str, Any]:
+        """The forwarding part of the status."""
         breaker = self.breaker.snapshot()
         wall_offset = time.time() - time.monotonic()  # the breaker's clock is monotonic
         breaker["transitions"] = [{**transition, "at": transition["at"] + wall_offset}
@@ -371,8 +370,9 @@ class Forwarder:
         breaker["implementation"] = BREAKER_IMPLEMENTATION
         signals = {}
         for signal, forwarder in self.signals.items():
-            signals[signal] = {**forwarder.snapshot(),
-                               "dropped_by_retention": (dropped or {}).get(signal, 0)}
+            dropped = read_dropped(self.output_dir, signal)  # retention's ledger, since ever
+            signals[signal] = {**forwarder.snapshot(), "dropped_by_retention": dropped["records"],
+                               "dropped_files_by_retention": dropped["files"]}
         if self._halted:
             state = "stopped"
         elif not self._started or self._stopping.is_set():
@@ -387,9 +387,3 @@ class Forwarder:
                 "max_request_bytes": self.settings.max_request_bytes,
                 "breaker": breaker, "signals": signals}
 
-
-def dropped_by_retention(signals_snapshot: dict[str, Any]) -> dict[str, int]:
-    """Per signal, the unshipped records retention deleted, from the writers' counters of a
-    status snapshot's ``signals`` part."""
-    return {signal: int(part.get("writer", {}).get("unforwarded_records_deleted", 0) or 0)
-            for signal, part in signals_snapshot.items()}
