@@ -16,7 +16,7 @@ from otlpd.buffer import BatchBuffer
 from otlpd.config import Config, ConfigError, resolve
 from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
-from otlpd.forward import Forwarder, disabled_snapshot
+from otlpd.forward.forwarder import Forwarder, disabled_snapshot
 from otlpd.forward.checkpoint import sequence_floor
 from otlpd.forward.retention import RetentionGuard
 from otlpd.receiver import BindError, Intake, Receiver, build_server

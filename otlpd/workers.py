@@ -24,7 +24,7 @@ from typing import Any
 from otlpd import files, schema
 from otlpd.config import Config, ConfigError
 from otlpd.daemon import Daemon, check_output_dir, writer_settings
-from otlpd.forward import Forwarder, disabled_snapshot
+from otlpd.forward.forwarder import Forwarder, disabled_snapshot
 from otlpd.memory import configure_process_memory
 from otlpd.receiver import BindError, check_bindable
 

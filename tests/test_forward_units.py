@@ -3,6 +3,8 @@ for the checkpoint, the sequence floor, backoff, and the forward.* settings."""
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 
 import grpc
@@ -259,3 +261,11 @@ def test_forwarding_is_off_without_an_endpoint(tmp_path):
     finally:
         daemon.stop()
     assert not (tmp_path / "data" / "forward").exists()
+
+
+def test_checking_the_forward_settings_loads_neither_pyarrow_nor_grpc():
+    # the command line configures the allocator after reading the settings and before pyarrow loads
+    code = ("import sys; from otlpd.config import resolve; resolve({}, {}, {'forward.endpoint': 'h:1'}); "
+            "print(sorted(m for m in ('pyarrow', 'grpc') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -4,7 +4,8 @@ Read in this order: :mod:`.settings` (the ``forward.*`` settings), :mod:`.log` (
 files read back as a sequence of batches), :mod:`.checkpoint` (where each signal stopped),
 :mod:`.client` (the gRPC calls), :mod:`.retry` (which failures are retried, how long to wait)
 and :mod:`.forwarder` (one thread per signal tying them together). docs/FORWARDING.md.
-"""
-from otlpd.forward.forwarder import Forwarder, disabled_snapshot
 
-__all__ = ["Forwarder", "disabled_snapshot"]
+Nothing is imported here: ``otlpd.config`` checks the breaker settings through
+:mod:`.settings` before the command line has configured the allocator, which must happen
+before pyarrow and grpc are loaded (otlpd.memory).
+"""
