@@ -134,6 +134,13 @@ def _endpoint(value: str) -> str | None:
     return None
 
 
+def _remote_endpoint(value: str) -> str | None:
+    if "://" in value:
+        return ("must be HOST:PORT without a scheme (TLS is the default; forward.insecure true for "
+                "plain text)")
+    return _endpoint(value)
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
     host = host.strip("[]")
@@ -252,7 +259,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- forwarding (docs/FORWARDING.md): off unless forward.endpoint is set --
     Setting("forward.endpoint", "", lambda v: str(v).strip(),
             "HOST:PORT of a remote OTLP/gRPC receiver that gets everything stored (empty: no forwarding)",
-            lambda value: None if not value else _endpoint(value)),
+            lambda value: None if not value else _remote_endpoint(value)),
     Setting("forward.insecure", False, parse_bool,
             "plain-text gRPC to forward.endpoint (no TLS)"),
     Setting("forward.tls_ca_file", "", str,

@@ -206,6 +206,7 @@ FORWARD = {"forward.endpoint": "collector.example:4317"}
 
 @pytest.mark.parametrize("flags, key", [
     ({"forward.endpoint": "no-port"}, "forward.endpoint"),
+    ({"forward.endpoint": "https://collector.example:4317"}, "forward.endpoint"),
     ({"forward.endpoint": "localhost:4317"}, "forward.endpoint"),  # itself (grpc_endpoint 127.0.0.1:4317)
     ({**FORWARD, "forward.compression": "zstd"}, "forward.compression"),
     ({**FORWARD, "forward.timeout": "soon"}, "forward.timeout"),
