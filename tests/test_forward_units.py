@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import pyarrow as pa
@@ -15,7 +16,7 @@ from daemon_process import assert_one_line_error, run_otlpd, start_daemon
 from forward_helpers import stored_rows
 from otlp_client import export, trace_request
 from otlpd import files
-from otlpd.config import ConfigError, resolve
+from otlpd.config import SETTINGS, ConfigError, resolve
 from otlpd.forward.checkpoint import Checkpoint, Position, checkpoint_path, read_positions, sequence_floor
 from otlpd.forward.log import OpenedFile, batch_rows, list_files, unshipped_rows
 from otlpd.forward.retention import RetentionGuard
@@ -270,3 +271,13 @@ def test_checking_the_forward_settings_loads_neither_pyarrow_nor_grpc():
             "print(sorted(m for m in ('pyarrow', 'grpc') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_every_forward_setting_is_documented():
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    forwarding, configuration = (docs / "FORWARDING.md").read_text(), (docs / "CONFIGURATION.md").read_text()
+    for setting in SETTINGS:
+        if setting.key.startswith("forward."):
+            row = f"| `{setting.key}` |"
+            assert row in forwarding and row in configuration, setting.key
+            assert f"`{setting.env}`" in forwarding and f"`{setting.flag}`" in forwarding, setting.key

@@ -224,6 +224,10 @@ class SignalForwarder:
             if rejected or message:
                 self.counters.add(partial_success_requests=1, partial_success_rejected=rejected)
                 self._last_partial = message
+                if self._due_to_log("partial_success"):
+                    log.warning("forward %s: the remote accepted a request but rejected %d of its %d records: %s "
+                                "(counted as partial_success; logged at most once a minute)",
+                                self.signal, rejected, count, message)
             return
 
     def _skip(self, code: str, message: str, count: int) -> None:
