@@ -58,6 +58,13 @@ def test_with_two_workers_the_supervisor_forwards_every_workers_files(tmp_path):
                 send_all(local.endpoint, first=first * 100)
             wait_until(lambda: all(stored_rows(tmp_path / "remote", s) >= 4 * N[s] for s in SIGNALS),
                        what="every worker's records forwarded")
+            # the supervisor's own forwarder (its snapshot is cached for a second)
+            wait_until(lambda: {signal: part["sent_records"] for signal, part
+                                in api(local, "api/v1/forwarding")[1]["signals"].items()}
+                       == {signal: 4 * N[signal] for signal in SIGNALS}, timeout=10)
+            status, body = api(local, "api/v1/forwarding")
+            assert status == 200 and body["enabled"]
+            assert set(body["signals"]["traces"]["checkpoint"]) <= {"w1", "w2"}
             assert local.stop() == 0
         assert remote.stop() == 0
     instances = set()
