@@ -62,6 +62,7 @@ def test_forwarding_page_follows_an_outage(tab, tmp_path):
         overview.goto("/")
         overview.page.wait_for_function(
             "() => document.getElementById('fw-traces-backlog-short').textContent.startsWith('30 records')")
+        assert overview.page.locator("#fw-panel").is_visible()  # hidden while forwarding is off
 
         with DaemonProcess(tmp_path / "remote", *remote_args):
             page.wait_for_function("() => document.getElementById('fw-traces-sent').textContent === '80'",

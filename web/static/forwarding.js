@@ -13,6 +13,8 @@
   }
 
   function show(body) {
+    const panel = document.getElementById("fw-panel"); // the overview's: shown only when forwarding is on
+    if (panel) panel.hidden = !body.enabled;
     const off = document.getElementById("fw-off");
     const on = document.getElementById("fw-on");
     if (off) off.hidden = body.enabled;
