@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import urllib.parse
 from typing import Any, Callable, Mapping
 
 import yaml
@@ -133,6 +134,13 @@ def _endpoint(value: str) -> str | None:
     return None
 
 
+def _remote_endpoint(value: str) -> str | None:
+    if "://" in value:
+        return ("must be HOST:PORT without a scheme (TLS is the default; forward.insecure true for "
+                "plain text)")
+    return _endpoint(value)
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
     host = host.strip("[]")
@@ -142,6 +150,35 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # any other host name may resolve to a public address
+
+
+def _metadata_name(value: str) -> str | None:
+    if not re.fullmatch(r"[0-9a-z_.-]+", value) or value.startswith("grpc-"):
+        return "must be a gRPC metadata name: lower-case letters, digits, - _ . and not grpc-..."
+    return None
+
+
+def parse_headers(text: Any) -> tuple[tuple[str, str], ...]:
+    """``name=value,name=value`` (the OTEL_EXPORTER_OTLP_HEADERS form; values percent-decoded)
+    as (lower-case name, value) pairs; the default, (), as it is."""
+    if isinstance(text, tuple):
+        return text
+    pairs = []
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected name=value,name=value, got an item without '=' ({name.strip()!r})")
+        pairs.append((name, urllib.parse.unquote(value.strip())))
+    result = []
+    for name, value in pairs:
+        name = name.strip().lower()
+        problem = _metadata_name(name)
+        if problem:
+            raise ValueError(f"header {name!r} {problem}")
+        result.append((name, value))
+    return tuple(result)
 
 
 MiB = 1024 * 1024
@@ -219,6 +256,69 @@ SETTINGS: tuple[Setting, ...] = (
             "most completed files one data query (spans, logs, metrics) reads, newest first", _positive),
     Setting("dashboard.max_scan_rows", 1_000_000, parse_int,
             "most stored rows one data query reads", _positive),
+    # -- forwarding (docs/FORWARDING.md): off unless forward.endpoint is set --
+    Setting("forward.endpoint", "", lambda v: str(v).strip(),
+            "HOST:PORT of a remote OTLP/gRPC receiver that gets everything stored (empty: no forwarding)",
+            lambda value: None if not value else _remote_endpoint(value)),
+    Setting("forward.insecure", False, parse_bool,
+            "plain-text gRPC to forward.endpoint (no TLS)"),
+    Setting("forward.tls_ca_file", "", str,
+            "PEM file of the CAs that sign the remote's certificate (empty: the system's roots)"),
+    Setting("forward.tls_cert_file", "", str,
+            "PEM client certificate for mutual TLS (with forward.tls_key_file)"),
+    Setting("forward.tls_key_file", "", str,
+            "PEM private key of forward.tls_cert_file"),
+    Setting("forward.compression", "gzip", lambda v: str(v).lower(),
+            "compression of the forwarded requests: gzip or none", _one_of("gzip", "none")),
+    Setting("forward.timeout", 10.0, parse_duration,
+            "deadline of one Export call to the remote", _positive),
+    Setting("forward.headers", (), parse_headers,
+            "extra gRPC metadata sent with every call: name=value,name=value (values percent-decoded)"),
+    Setting("forward.api_key", "", str,
+            "API key sent in forward.api_key_header (better: OTLPD_FORWARD__API_KEY or forward.api_key_file)"),
+    Setting("forward.api_key_file", "", str,
+            "file holding the API key (instead of forward.api_key)"),
+    Setting("forward.api_key_header", "x-api-key", lambda v: str(v).strip().lower(),
+            "metadata name that carries forward.api_key", _metadata_name),
+    Setting("forward.bearer_token", "", str,
+            "token sent as authorization: Bearer <token>"),
+    Setting("forward.bearer_token_file", "", str,
+            "file holding the bearer token (instead of forward.bearer_token)"),
+    Setting("forward.basic_auth_user", "", str,
+            "user name of authorization: Basic (with a password)"),
+    Setting("forward.basic_auth_password", "", str,
+            "password of forward.basic_auth_user"),
+    Setting("forward.basic_auth_password_file", "", str,
+            "file holding the basic-auth password (instead of forward.basic_auth_password)"),
+    Setting("forward.max_request_items", 8192, parse_int,
+            "most records in one forwarded request", _positive),
+    Setting("forward.max_request_bytes", 4_000_000, parse_size,
+            "largest forwarded request unless one record alone is larger (the remote's default limit is 4 MiB)",
+            _positive),
+    Setting("forward.poll_interval", 1.0, parse_duration,
+            "how often the forwarder looks for new stored data once everything is shipped", _positive),
+    Setting("forward.retry.initial_backoff", 0.5, parse_duration,
+            "first retry of a retryable failure waits up to this long (full jitter, doubling)", _positive),
+    Setting("forward.retry.max_backoff", 30.0, parse_duration,
+            "longest wait between two retries (a RetryInfo delay from the remote is honoured up to this)",
+            _positive),
+    Setting("forward.breaker.failure_threshold", 5, parse_int,
+            "consecutive failed sends that open the circuit breaker", _positive),
+    Setting("forward.breaker.failure_rate_threshold", 0.5, float,
+            "share of failures among the last forward.breaker.window_size sends that opens the breaker"),
+    Setting("forward.breaker.window_size", 20, parse_int,
+            "sends the failure rate is computed over", _positive),
+    Setting("forward.breaker.minimum_calls", 10, parse_int,
+            "sends in the window before the failure rate counts", _positive),
+    Setting("forward.breaker.open_timeout", 1.0, parse_duration,
+            "how long an open breaker refuses sends before one probe (doubles on each failed probe)",
+            _positive),
+    Setting("forward.breaker.max_open_timeout", 60.0, parse_duration,
+            "the longest open timeout", _positive),
+    Setting("forward.breaker.half_open_probes", 1, parse_int,
+            "probe sends that must succeed to close the breaker again", _positive),
+    Setting("forward.breaker.slow_call_threshold", 30.0, parse_duration,
+            "a send acknowledged after this long counts as a failure", _positive),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -317,28 +417,80 @@ def resolve(file_values: Mapping[str, Any], env_values: Mapping[str, Any],
         if problem:
             raise ConfigError(f"{setting.key}: {problem}, got {raw!r}")
         values[setting.key] = value
-    values["dashboard.admin_token"] = _admin_token(values)
+    for key, file_key in SECRET_FILES:
+        values[key] = _secret(values, key, file_key)
     _check_together(values)
+    _check_forwarding(values)
     return Config(values)
 
 
-def _admin_token(values: Mapping[str, Any]) -> str:
-    """The admin token, from the setting or read from dashboard.admin_token_file."""
-    token, path = values["dashboard.admin_token"].strip(), values["dashboard.admin_token_file"]
+def _secret(values: Mapping[str, Any], key: str, file_key: str) -> str:
+    """A secret, from its setting or read from the file its ``*_file`` setting names."""
+    secret, path = values[key].strip(), values[file_key]
     if not path:
-        return token
-    if token:
-        raise ConfigError("dashboard.admin_token_file: set either it or dashboard.admin_token, not both")
+        return secret
+    if secret:
+        raise ConfigError(f"{file_key}: set either it or {key}, not both")
     try:
         with open(path, encoding="utf-8") as stream:
-            token = stream.read().strip()
+            secret = stream.read().strip()
     except OSError as error:
-        raise ConfigError(f"dashboard.admin_token_file: cannot read {path}: {error.strerror}") from None
+        raise ConfigError(f"{file_key}: cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"dashboard.admin_token_file: {path} is not UTF-8 text") from None
-    if not token:
-        raise ConfigError(f"dashboard.admin_token_file: {path} is empty")
-    return token
+        raise ConfigError(f"{file_key}: {path} is not UTF-8 text") from None
+    if not secret:
+        raise ConfigError(f"{file_key}: {path} is empty")
+    return secret
+
+
+# (secret, the setting naming a file that holds it)
+SECRET_FILES = (
+    ("dashboard.admin_token", "dashboard.admin_token_file"),
+    ("forward.api_key", "forward.api_key_file"),
+    ("forward.bearer_token", "forward.bearer_token_file"),
+    ("forward.basic_auth_password", "forward.basic_auth_password_file"),
+)
+
+
+def _check_forwarding(values: Mapping[str, Any]) -> None:
+    """Checks of the forward.* settings that involve more than one of them."""
+    if not values["forward.endpoint"]:
+        return
+    host, _, port = values["forward.endpoint"].rpartition(":")
+    own_host, _, own_port = values["grpc_endpoint"].rpartition(":")
+    if port == own_port and port != "0" and (host == own_host or (is_loopback(host) and is_loopback(own_host))):
+        # every forwarded record would be stored again, and forwarded again, forever
+        raise ConfigError(f"forward.endpoint: {values['forward.endpoint']} is this otlpd's own grpc_endpoint")
+    if values["forward.bearer_token"] and values["forward.basic_auth_user"]:
+        raise ConfigError("forward.bearer_token: set either it or forward.basic_auth_user, not both "
+                          "(both are the authorization header)")
+    if bool(values["forward.basic_auth_user"]) != bool(values["forward.basic_auth_password"]):
+        raise ConfigError("forward.basic_auth_user: needs forward.basic_auth_password (or its _file), and "
+                          "the other way round")
+    if bool(values["forward.tls_cert_file"]) != bool(values["forward.tls_key_file"]):
+        raise ConfigError("forward.tls_cert_file: mutual TLS needs both forward.tls_cert_file and "
+                          "forward.tls_key_file")
+    tls_files = ("forward.tls_ca_file", "forward.tls_cert_file", "forward.tls_key_file")
+    for key in tls_files:
+        if values[key] and values["forward.insecure"]:
+            raise ConfigError(f"{key}: has no effect with forward.insecure true (plain text); "
+                              "set forward.insecure false")
+        if values[key]:
+            try:
+                with open(values[key], "rb") as stream:
+                    stream.read(1)
+            except OSError as error:
+                raise ConfigError(f"{key}: cannot read {values[key]}: {error.strerror}") from None
+    secrets = [key for key in ("forward.api_key", "forward.bearer_token", "forward.basic_auth_password")
+               if values[key]]
+    if secrets and values["forward.insecure"] and not is_loopback(host):
+        raise ConfigError(f"{secrets[0]}: would travel in plain text to {host}; set forward.insecure false "
+                          "(TLS) or forward to a loopback address")
+    if values["forward.retry.max_backoff"] < values["forward.retry.initial_backoff"]:
+        raise ConfigError("forward.retry.max_backoff: must not be below forward.retry.initial_backoff")
+    from otlpd.forward.settings import breaker_arguments  # the breaker's own rules, named by key
+
+    breaker_arguments(values)
 
 
 def _check_together(values: Mapping[str, Any]) -> None:

@@ -16,6 +16,9 @@ from otlpd.buffer import BatchBuffer
 from otlpd.config import Config, ConfigError, resolve
 from otlpd.decode import BUFFER_DECODERS
 from otlpd.decode import stats as decode_stats
+from otlpd.forward.forwarder import Forwarder, disabled_snapshot
+from otlpd.forward.checkpoint import sequence_floor
+from otlpd.forward.retention import RetentionGuard
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.relay import Relay, RelayServer
 from otlpd.status import Counters, Status
@@ -57,12 +60,14 @@ class Daemon:
     With several worker processes (:mod:`otlpd.workers`) each runs a Daemon with its
     own ``instance`` name (in its file names), a ``share`` of the buffer bounds,
     the port shared through SO_REUSEPORT, and recovery and retention left to the
-    supervisor and the first worker respectively.
+    supervisor and the first worker respectively, and forwarding to the supervisor
+    (``forward``: False).
     """
 
     def __init__(self, config: Config, instance: str = "", share: int = 1,
                  reuse_port: bool = False, recover: bool = True, retention: bool = True,
-                 buffer_factory=BatchBuffer, grpc: bool = True, metrics_relay: dict | None = None):
+                 buffer_factory=BatchBuffer, grpc: bool = True, forward: bool = True,
+                 metrics_relay: dict | None = None):
         self.config = config
         self._serve_grpc = grpc
         self.instance = instance
@@ -89,13 +94,17 @@ class Daemon:
                                          lambda request: self.receiver.ingest("metrics", request)) \
             if serves_metrics else None
         whole_bytes, _ = split_memory_bound(config["buffer.max_bytes"], config["receiver.max_request_bytes"])
+        forwarding = bool(config["forward.endpoint"])
         for signal in schema.SIGNALS:
             whole = signal == "metrics" and serves_metrics
             buffer = buffer_factory(whole_bytes if whole else buffer_bytes,
                                     config["buffer.max_items"] if whole else max(1, config["buffer.max_items"] // share))
             writer = SignalWriter(signal, sources.rows_schema(signal), buffer,
                                   self.output_dir / signal, settings,
-                                  stage=self.temporality.stage if signal == "metrics" else None)
+                                  stage=self.temporality.stage if signal == "metrics" else None,
+                                  retention_guard=RetentionGuard(self.output_dir, signal, settings.fsync)
+                                  if forwarding else None,
+                                  min_sequence=sequence_floor(self.output_dir, signal))
             counters = Counters()
             self.buffers[signal] = buffer
             self.writers[signal] = writer
@@ -107,6 +116,10 @@ class Daemon:
         self.port = None
         self.status.register("signals", self._signal_status)
         self.status.register("temporality", self.temporality.snapshot)
+        # forwarding reads the files the writers completed; a ConfigError here (a damaged
+        # checkpoint) stops the start
+        self.forwarder = Forwarder.from_config(config, self.output_dir) if forwarding and forward else None
+        self.status.register("forwarding", self._forwarding_status)
         self.status.register("daemon", lambda: {
             "grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
             "instance": self.instance,
@@ -130,6 +143,7 @@ class Daemon:
         if not self._serve_grpc:  # embedded: requests come through ingest() only
             for writer in self.writers.values():
                 writer.start()
+            self._start_forwarding()
             return
         try:
             self.server, self.port = build_server(
@@ -143,9 +157,17 @@ class Daemon:
         if self._relay_server is not None:
             self._relay_server.start()
         self.server.start()
+        self._start_forwarding()
+
+    def _start_forwarding(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.start()
 
     def stop(self) -> None:
-        """Stop accepting, finish requests in flight, write everything, complete the files."""
+        """Stop forwarding, stop accepting, finish requests in flight, write everything, complete
+        the files."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
         if self.server is not None:
             self.server.stop(self.config["receiver.grace_period"]).wait()
             self.port = None  # endpoint None: not serving (the dashboard's readiness reads it)
@@ -181,6 +203,11 @@ class Daemon:
         """Complete the current file of one signal (or all); returns the completed paths."""
         signals = [signal] if signal else list(self.writers)
         return {name: _path_str(self.writers[name].rotate()) for name in signals}
+
+    def _forwarding_status(self) -> dict:
+        if self.forwarder is None:
+            return disabled_snapshot()
+        return self.forwarder.snapshot()
 
     def _signal_status(self) -> dict:
         result = {}

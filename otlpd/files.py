@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import pyarrow as pa
 
@@ -44,6 +45,24 @@ def file_name(signal: str, start: float, seq: int, instance: str = "") -> str:
 def sequence_of(name: str) -> int | None:
     match = _NAME.match(name)
     return int(match.group("seq")) if match else None
+
+
+class NameParts(NamedTuple):
+    signal: str
+    start: float  # Unix seconds of the file's first batch
+    instance: str  # "" for a single process, "w1", "w2"... for worker processes
+    seq: int
+    complete: bool
+
+
+def name_parts(name: str) -> NameParts | None:
+    """What a data file's name says, or None for any other name."""
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    start = datetime.strptime(match.group("start"), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return NameParts(match.group("signal"), start.timestamp(), match.group("instance") or "",
+                     int(match.group("seq")), name.endswith(COMPLETE_SUFFIX))
 
 
 def next_sequence(directory: Path) -> int:
@@ -208,20 +227,27 @@ def completed_files(directory: Path) -> list[CompletedFile]:
 
 
 def apply_retention(directory: Path, max_age: float, max_total_bytes: int,
-                    now: float | None = None) -> tuple[int, int]:
+                    now: float | None = None,
+                    unshipped: Callable[[CompletedFile], int] | None = None,
+                    dropped: Callable[[CompletedFile, int], None] | None = None) -> tuple[int, int]:
     """Delete completed files older than ``max_age`` and, oldest first, beyond ``max_total_bytes``.
 
-    Zero disables either limit. Returns (files deleted, bytes deleted).
+    Zero disables either limit. Returns (files deleted, bytes deleted). With ``unshipped``
+    (the forwarder's rows not yet shipped of a file) age never deletes a file with rows left
+    to ship, and size deletes shipped files first; an unshipped file that size still has to
+    delete is reported to ``dropped`` with its unshipped rows, and logged.
     """
     now = time.time() if now is None else now
     files = completed_files(directory)
+    left = {file.path: unshipped(file) for file in files} if unshipped else {}
     doomed = []
     if max_age > 0:
-        doomed = [file for file in files if now - file.mtime > max_age]
+        doomed = [file for file in files if now - file.mtime > max_age and not left.get(file.path)]
         files = [file for file in files if file not in doomed]
     if max_total_bytes > 0:
         total = sum(file.size for file in files)
-        for file in files:
+        # shipped files first (a stable sort: oldest first within each kind)
+        for file in sorted(files, key=lambda file: bool(left.get(file.path))):
             if total <= max_total_bytes:
                 break
             doomed.append(file)
@@ -236,4 +262,10 @@ def apply_retention(directory: Path, max_age: float, max_total_bytes: int,
         deleted_files += 1
         deleted_bytes += file.size
         log.info("retention deleted %s (%d bytes)", file.path.name, file.size)
+        rows = left.get(file.path)
+        if rows:
+            log.warning("retention.max_total_bytes deleted %s before it was forwarded: %d records dropped",
+                        file.path.name, rows)
+            if dropped is not None:
+                dropped(file, rows)
     return deleted_files, deleted_bytes

@@ -29,6 +29,7 @@ from typing import Any
 from otlpd import files, schema
 from otlpd.config import Config, ConfigError
 from otlpd.daemon import Daemon, check_output_dir, writer_settings
+from otlpd.forward.forwarder import Forwarder, disabled_snapshot
 from otlpd.memory import configure_process_memory
 from otlpd.receiver import BindError, check_bindable
 
@@ -50,7 +51,7 @@ def _worker_main(values: dict, instance: str, share: int, retention: bool, conn,
     configure_process_memory()
     parent = os.getppid()
     daemon = Daemon(Config(values), instance=instance, share=share, reuse_port=True,
-                    recover=False, retention=retention, metrics_relay=metrics_relay)
+                    recover=False, retention=retention, forward=False, metrics_relay=metrics_relay)
     try:
         daemon.start()
     except ConfigError as error:
@@ -118,6 +119,8 @@ class Supervisor:
         self._relay = {"address": os.path.join(self._relay_directory, "metrics.sock"),
                        "authkey": secrets.token_bytes(32)}
         self.temporality = _TemporalityOfFirstWorker(self)
+        # one forwarder for every worker's files (they are the log); workers never forward
+        self.forwarder = Forwarder.from_config(config, self.output_dir) if config["forward.endpoint"] else None
 
     @property
     def endpoint(self) -> str | None:
@@ -148,6 +151,8 @@ class Supervisor:
             except BaseException:
                 self.stop()
                 raise
+        if self.forwarder is not None:
+            self.forwarder.start()
 
     def _spawn(self, number: int) -> _Worker:
         instance = f"w{number}"
@@ -192,6 +197,8 @@ class Supervisor:
                 log.error("worker %s did not restart: %s", replacement.instance, error)
 
     def stop(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()
         # the first worker last: the others relay their metrics to it until they have stopped
         deadline = time.monotonic() + STOP_TIMEOUT
         self._stop(self._workers[1:], deadline)
@@ -235,6 +242,8 @@ class Supervisor:
             "daemon": {"grpc_endpoint": self.endpoint, "output_dir": str(self.output_dir),
                        "workers": len(self._workers), "pid": os.getpid()},
             "signals": merged,
+            "forwarding": disabled_snapshot() if self.forwarder is None
+            else self.forwarder.snapshot(),
             "workers": per_worker,
         }
 

@@ -212,8 +212,13 @@ class SignalWriter:
 
     def __init__(self, signal: str, schema: pa.Schema, buffer, directory: Path,
                  settings: WriterSettings, counters: Counters | None = None,
-                 clock: Callable[[], float] = time.time, stage=None):
+                 clock: Callable[[], float] = time.time, stage=None, retention_guard=None,
+                 min_sequence: int = 0):
         self.signal = signal
+        # what retention asks before deleting a file: its rows the forwarder has not shipped
+        # (otlpd.forward.retention.RetentionGuard); None without forwarding
+        self.retention_guard = retention_guard
+        self._min_sequence = min_sequence  # never reuse a sequence the forwarder's checkpoint names
         # what runs on the drained items, in order, before they are written (the metrics
         # writer's temporality conversion, otlpd.temporality.Stage)
         self.stage = stage
@@ -244,7 +249,7 @@ class SignalWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         sources_directory(self.directory).mkdir(parents=True, exist_ok=True)
         # before recovery removes empty parts: a sequence number is never reused
-        self._seq = files.next_sequence(self.directory)
+        self._seq = max(files.next_sequence(self.directory), self._min_sequence)
         if not recover:
             return []
         recovered = files.recover_directory(self.directory, self._options, self.settings.fsync)
@@ -426,11 +431,18 @@ class SignalWriter:
         self._last_retention = self._clock()
         if not (self.settings.retention_max_age or self.settings.retention_max_total_bytes):
             return
+        guard = self.retention_guard
         deleted, deleted_bytes = files.apply_retention(
             self.directory, self.settings.retention_max_age,
-            self.settings.retention_max_total_bytes, now=time.time())
+            self.settings.retention_max_total_bytes, now=time.time(),
+            unshipped=guard.rows_for(self.directory) if guard else None,
+            dropped=self._count_dropped)
         if deleted:
             self.counters.add(files_deleted=deleted, bytes_deleted=deleted_bytes)
+
+    def _count_dropped(self, file: files.CompletedFile, rows: int) -> None:
+        self.counters.add(unforwarded_files_deleted=1, unforwarded_records_deleted=rows)
+        self.retention_guard.dropped(file, rows)
 
     def _update_state(self) -> None:
         current = self._file

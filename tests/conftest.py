@@ -44,3 +44,33 @@ def converter_cls(request):
         pytest.fail("Cython extension otlpd._temporality is not importable; build it with "
                     "`python setup.py build_ext --inplace`", pytrace=False)
     return temporality.NativeConverter
+
+
+def _twin_or_extension(request, twin_module: str, extension_module: str, name: str):
+    """``name`` from the pure-Python twin or from the built extension, per ``request.param``.
+
+    A missing extension FAILS the test (CI must not silently test only the
+    twin); with ``OTLPD_PURE_PYTHON=1`` its parameter is skipped instead.
+    """
+    import importlib
+
+    if request.param == "python":
+        return getattr(importlib.import_module(twin_module), name)
+    if os.environ.get("OTLPD_PURE_PYTHON") == "1":
+        pytest.skip(f"OTLPD_PURE_PYTHON=1: Cython {name} disabled")
+    try:
+        module = importlib.import_module(extension_module)
+    except ImportError as error:
+        pytest.fail(
+            f"Cython extension {extension_module} is not importable ({error}); build it with "
+            "`python setup.py build_ext --inplace`, or set OTLPD_PURE_PYTHON=1 to test "
+            "only the pure-Python implementation",
+            pytrace=False,
+        )
+    return getattr(module, name)
+
+
+@pytest.fixture(params=["python", "cython"], ids=["python", "cython"])
+def breaker_cls(request):
+    """Each CircuitBreaker implementation in turn: the pure-Python twin, then Cython."""
+    return _twin_or_extension(request, "otlpd.breaker_py", "otlpd._breaker", "CircuitBreaker")

@@ -241,3 +241,11 @@ def test_temporality_benchmark_measures_every_setting():
         assert "converted 60 " in lines["delta", "input", impl, "cumulative"]
         assert "dropped 0" in lines["delta", "input", impl, "cumulative"]
     assert done.stdout.count("the reference's stage / the native one's") == 4
+
+
+def test_forward_benchmark_ships_a_backlog():
+    done = _run("-m", "benchmarks.forward", "--items", "3000", "--signals", "traces,logs", "--compression", "none")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()[1:]]
+    assert [(row["signal"], row["records"]) for row in rows] == [("traces", 3000), ("logs", 3000)]
+    assert all(row["records_per_second"] > 0 and row["cpu_us_per_record"] > 0 for row in rows)

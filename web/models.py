@@ -72,6 +72,49 @@ class StatusBody(Open):
     daemon: dict[str, Any]
 
 
+class ForwardingBacklog(BaseModel):
+    records: Optional[int] = Field(description="stored records not yet forwarded (null until first counted)")
+    bytes: Optional[int] = Field(description="their share of the files' bytes")
+    files: Optional[int] = Field(description="files with records not yet forwarded")
+    lag_seconds: Optional[float] = Field(description="age of the oldest unforwarded record (its file's start)")
+
+
+class ForwardingSignal(Open):
+    running: bool
+    backlog: ForwardingBacklog
+    send_rate_records_per_second: float
+    sent_requests: int
+    sent_records: int
+    sent_bytes: int
+    retries: int
+    retries_by_code: dict[str, int]
+    skipped_records: int
+    skipped_by_code: dict[str, int] = Field(description="records refused for good by the remote, by gRPC code")
+    dropped_by_retention: int = Field(description="unforwarded records retention.max_total_bytes deleted "
+                                                  "(in total, kept across restarts)")
+    dropped_files_by_retention: int
+    partial_success: dict[str, Any]
+    duplicates_suspected: dict[str, int] = Field(description="requests and records resent after a send "
+                                                             "that timed out (the remote may hold them twice)")
+    last_error: Optional[dict[str, Any]]
+    checkpoint: dict[str, dict[str, int]] = Field(description="per writer instance: seq, batch and row of "
+                                                              "the next record to send")
+
+
+class ForwardingBody(Open):
+    """Forwarding (docs/FORWARDING.md); with forwarding off only ``time`` and ``enabled``."""
+
+    time: float
+    enabled: bool
+    state: Optional[str] = Field(None, description="forwarding, waiting for the remote, stopped, not running")
+    stopped_reason: Optional[str] = None
+    remote: Optional[dict[str, Any]] = Field(None, description="endpoint, TLS, compression, timeout, kind of "
+                                                               "credentials and header names (never values)")
+    breaker: Optional[dict[str, Any]] = Field(None, description="state, open_timeout, retry_after, the last "
+                                                                "transitions {at, from, to, reason}, counters")
+    signals: Optional[dict[str, ForwardingSignal]] = None
+
+
 class HistoryQuery(Strict):
     seconds: float = Field(600.0, gt=0, le=3600, description="how far back")
 

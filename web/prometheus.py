@@ -8,6 +8,7 @@ from __future__ import annotations
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from otlpd import schema
+from otlpd.web import forwarding
 from otlpd.web.summary import summarize
 
 # (summary key, metric name without _total, help)
@@ -77,3 +78,4 @@ class StatusCollector:
             files.add_metric([signal], usage["completed_files"])
         yield disk
         yield files
+        yield from forwarding.collect(snapshot)

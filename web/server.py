@@ -67,6 +67,7 @@ class DashboardServer:
 def build_dashboard(config, daemon) -> DashboardServer:
     """The dashboard of a Daemon or Supervisor as ``config`` asks for it, bound but not serving yet."""
     from otlpd.config import is_loopback
+    from otlpd.web import forwarding
     from otlpd.web.app import create_app
     from otlpd.web.security import LOOPBACK_HOSTS
     from otlpd.web.source import Source
@@ -76,7 +77,8 @@ def build_dashboard(config, daemon) -> DashboardServer:
     # The supervisor asks its workers one at a time: cache its snapshot for a second.
     source = Source(daemon, config, max_age=1.0 if config["receiver.workers"] > 1 else 0.0)
     allowed = {*LOOPBACK_HOSTS, host.lower()} if is_loopback(host) else None
-    app = create_app(source, admin_token=config["dashboard.admin_token"], allowed_hosts=allowed)
+    app = create_app(source, admin_token=config["dashboard.admin_token"], allowed_hosts=allowed,
+                     extensions=[forwarding.extension()])
     server = DashboardServer(app, endpoint, config["dashboard.threads"])
     source.dashboard_url = server.url
     return server
