@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from daemon_process import assert_one_line_error, run_otlpd, start_daemon
-from forward_helpers import stored_rows
-from otlp_client import export, trace_request
+from forward_helpers import ScriptedRemote, forwarding_settings, forwarding_status, stored_rows, wait_until
+from otlp_client import export, logs_request, trace_request
 from otlpd import files
 from otlpd.config import SETTINGS, ConfigError, resolve
 from otlpd.forward.checkpoint import Checkpoint, Position, checkpoint_path, read_positions, sequence_floor
@@ -281,3 +281,30 @@ def test_every_forward_setting_is_documented():
             row = f"| `{setting.key}` |"
             assert row in forwarding and row in configuration, setting.key
             assert f"`{setting.env}`" in forwarding and f"`{setting.flag}`" in forwarding, setting.key
+
+
+def test_an_acknowledged_request_whose_checkpoint_cannot_be_saved_counts_as_a_suspected_duplicate(
+        tmp_path, monkeypatch):
+    remote = ScriptedRemote(lambda *_: None)
+    daemon = start_daemon(tmp_path, **forwarding_settings(remote.endpoint, **{"forward.max_request_items": "10"}))
+    try:
+        real_set = Checkpoint.set
+        failures = []
+
+        def failing_once(self, instance, position):
+            if "logs" in self.path.name and not failures:
+                failures.append(position)
+                raise OSError(28, "No space left on device")
+            real_set(self, instance, position)
+
+        monkeypatch.setattr(Checkpoint, "set", failing_once)
+        with grpc.insecure_channel(daemon.endpoint) as channel:
+            export(channel, "logs", logs_request(30).SerializeToString())
+        wait_until(lambda: forwarding_status(daemon)["signals"]["logs"]["sent_records"] == 40, timeout=20)
+        part = forwarding_status(daemon)["signals"]["logs"]
+        assert part["duplicates_suspected"] == {"requests": 1, "records": 10}
+        assert part["last_error"]["code"] == "LOCAL" and "No space left" in part["last_error"]["message"]
+    finally:
+        daemon.stop()
+        remote.stop()
+    assert sum(1 for signal, _ in remote.received if signal == "logs") == 4  # 3 requests, one of them twice

@@ -92,10 +92,10 @@ class SignalForwarder:
             except _Stop:
                 break
             except Exception as error:  # noqa: BLE001 - a bad file must not end forwarding silently
-                self._error("read", f"{type(error).__name__}: {error}")
-                if self._due_to_log("read"):
-                    log.exception("forward %s: reading or encoding the stored files failed; trying again "
-                                  "(logged at most once a minute)", self.signal)
+                self._error("LOCAL", f"{type(error).__name__}: {error}")
+                if self._due_to_log("LOCAL"):
+                    log.exception("forward %s: reading or encoding the stored files, or saving the checkpoint, "
+                                  "failed; trying again (logged at most once a minute)", self.signal)
                 shipped = False
             if not shipped:
                 self._wait(self.settings.poll_interval)
@@ -165,7 +165,12 @@ class SignalForwarder:
                 row += count
                 after = Position(position.seq, position.batch, row) if row < batch.num_rows \
                     else Position(position.seq, position.batch + 1)
-                self.checkpoint.set(instance, after)
+                try:
+                    self.checkpoint.set(instance, after)
+                except OSError:
+                    # acknowledged but not recorded (a full disk?): it will be sent again
+                    self.counters.add(duplicates_suspected_requests=1, duplicates_suspected_records=count)
+                    raise
         else:  # nothing left in this batch (an empty one): move past it
             self.checkpoint.set(instance, Position(position.seq, position.batch + 1))
 
