@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -754,6 +755,68 @@ def test_a_full_cycle_takes_at_most_half_the_locks_of_one_lock_per_field(breaker
     print(f"lock acquisitions for the cycle: {breaker_cls.__module__} {taken}, "
           f"one lock per field {model.lock_acquisitions} ({taken / model.lock_acquisitions:.0%})")
     assert taken <= model.lock_acquisitions * 0.5
+
+
+def test_many_threads_through_every_state_keep_the_accounting_exact(breaker_cls):
+    """8 threads allow and report at random while one moves the clock, so calls race the
+    transitions (Cython: the lock-free closed allow against a thread opening it). Nothing
+    may be lost or counted twice, and every transition must follow the state machine."""
+    clock = FakeClock()
+    breaker = breaker_cls(failure_threshold=3, window_size=8, minimum_calls=4,
+                          open_timeout=0.5, max_open_timeout=2.0, half_open_probes=2,
+                          probe_lease=3.0, clock=clock)
+    threads, rounds = 8, 400
+    barrier = threading.Barrier(threads + 1)
+    stop = threading.Event()
+    calls = [[0, 0] for _ in range(threads)]  # allow() calls, reports
+    errors: list[BaseException] = []
+
+    def caller(index: int) -> None:
+        rng = random.Random(index)
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(rounds):
+                ticket = breaker.allow()
+                calls[index][0] += 1
+                if ticket:
+                    calls[index][1] += 1
+                    if rng.random() < 0.4:
+                        breaker.record_failure(ticket, reason="UNAVAILABLE")
+                    else:
+                        breaker.record_success(ticket)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    def ticker() -> None:
+        barrier.wait(timeout=30)
+        while not stop.is_set():
+            clock.advance(0.05)
+            breaker.snapshot()
+
+    pool = [threading.Thread(target=caller, args=(i,)) for i in range(threads)]
+    clock_thread = threading.Thread(target=ticker)
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for thread in [*pool, clock_thread]:
+            thread.start()
+        for thread in pool:
+            thread.join(timeout=120)
+    finally:
+        stop.set()
+        sys.setswitchinterval(old_interval)
+    clock_thread.join(timeout=30)
+    assert not errors, errors
+    snapshot = breaker.snapshot()
+    c = snapshot["counters"]
+    assert c["allowed"] + c["refused"] == sum(made for made, _ in calls) == threads * rounds
+    assert c["allowed"] == c["successes"] + c["failures"] == sum(reported for _, reported in calls)
+    assert c["opened"] > 0 and c["refused"] > 0, "the run never opened the breaker"
+    allowed_moves = {(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED), (HALF_OPEN, OPEN)}
+    kept = snapshot["transitions"]
+    assert {(t["from"], t["to"]) for t in kept} <= allowed_moves
+    assert all(a["to"] == b["from"] for a, b in zip(kept, kept[1:])), "transitions do not chain"
+    assert kept[-1]["to"] == snapshot["state"]
 
 
 # -- Cython == pure-Python twin, step by step -----------------------------------------------
