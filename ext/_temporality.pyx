@@ -428,6 +428,92 @@ cdef inline uint64_t _hash(const uint8_t* data, int64_t n) noexcept nogil:
     return h
 
 
+cdef inline int _put_i64(Bytes* b, int64_t value) noexcept nogil:
+    cdef uint8_t le[8]
+    cdef uint64_t u = <uint64_t>value
+    cdef int k
+    for k in range(8):
+        le[k] = (u >> (8 * k)) & 0xFF
+    return _put(b, le, 8)
+
+cdef inline int _put_f64(Bytes* b, double value) noexcept nogil:
+    cdef int64_t bits
+    memcpy(&bits, &value, 8)
+    return _put_i64(b, bits)
+
+cdef int _put_counts(Bytes* b, int64_t lo, const U64s* v, bint indexed) noexcept nogil:
+    """Counts as [i64 first index (exponential only)] u32 n, u64[n]: an exponential side
+    without its zero counts at either end (the reference's buckets have no zero ones)."""
+    cdef int64_t a = 0, z = v.n, k
+    if indexed:
+        while a < z and v.data[a] == 0:
+            a += 1
+        while z > a and v.data[z - 1] == 0:
+            z -= 1
+        if _put_i64(b, lo + a if z > a else 0) < 0:
+            return -1
+    if _put_u32(b, <uint32_t>(z - a)) < 0:
+        return -1
+    for k in range(a, z):
+        if _put_i64(b, <int64_t>v.data[k]) < 0:
+            return -1
+    return 0
+
+cdef struct Cursor:           # reading a saved state: at < 0 once it ran out
+    const uint8_t* p
+    int64_t n
+    int64_t at
+
+cdef inline const uint8_t* _get(Cursor* c, int64_t n) noexcept nogil:
+    cdef const uint8_t* at
+    if c.at < 0 or n < 0 or c.at + n > c.n:
+        c.at = -1
+        return NULL
+    at = c.p + c.at
+    c.at += n
+    return at
+
+cdef inline uint32_t _u32_at(const uint8_t* p) noexcept nogil:
+    return p[0] | (p[1] << 8) | (p[2] << 16) | (<uint32_t>p[3] << 24)
+
+cdef inline int64_t _get_u32(Cursor* c) noexcept nogil:
+    cdef const uint8_t* p = _get(c, 4)
+    return 0 if p == NULL else _u32_at(p)
+
+cdef inline int _get_byte(Cursor* c) noexcept nogil:
+    cdef const uint8_t* p = _get(c, 1)
+    return -1 if p == NULL else p[0]
+
+cdef inline int64_t _get_i64(Cursor* c) noexcept nogil:
+    cdef const uint8_t* p = _get(c, 8)
+    cdef uint64_t u = 0
+    cdef int k
+    if p == NULL:
+        return 0
+    for k in range(8):
+        u |= (<uint64_t>p[k]) << (8 * k)
+    return <int64_t>u
+
+cdef inline double _get_f64(Cursor* c) noexcept nogil:
+    cdef int64_t bits = _get_i64(c)
+    cdef double value
+    memcpy(&value, &bits, 8)
+    return value
+
+cdef int _get_counts(Cursor* c, U64s* v) noexcept nogil:
+    """u32 n, u64[n] into v (-1: no memory; a cut-short input leaves c.at < 0)."""
+    cdef int64_t n = _get_u32(c), k
+    if c.at < 0 or n * 8 > c.n - c.at:
+        c.at = -1
+        return 0
+    if _reserve(v, n) < 0:
+        return -1
+    for k in range(n):
+        v.data[k] = <uint64_t>_get_i64(c)
+    v.n = n
+    return 0
+
+
 # -- a row's value ----------------------------------------------------------------
 
 cdef int _trimmed(const Col* counts, const Col* values, const Col* offset, int64_t i,
@@ -1258,28 +1344,178 @@ cdef class StreamTable:
             s = self.streams[s].next
         return out
 
-    def changes(self):
-        """What changed since the state was last saved: (the identities expired, in base64; the
-        streams changed, as state() gives them, in order of use), or None when only the whole
-        state will do. Taking them marks them saved."""
-        cdef int64_t s = self.lru_tail, at = 0, n
-        cdef const uint8_t* p
+    # -- the saved state, in binary (temporality.py, "The saved state's format") ---------
+
+    def dump(self):
+        """Every stream's record, in order of use: the whole state."""
+        cdef Bytes out
+        cdef int64_t s = self.lru_head
+        memset(&out, 0, sizeof(Bytes))
+        try:
+            if _put_u32(&out, <uint32_t>self.size) < 0:
+                raise MemoryError()
+            while s >= 0:
+                if self._put_record(&out, s) < 0:
+                    raise MemoryError()
+                s = self.streams[s].next
+            return out.data[:out.n] if out.n else b""
+        finally:
+            free(out.data)
+
+    def dump_changes(self):
+        """What changed since the state was last saved (the identities expired, then the
+        records of the streams changed, in order of use), or None when only the whole state
+        will do. Taking them marks them saved."""
+        cdef Bytes out
+        cdef int64_t s = self.lru_tail, first, changed = 0, at = 0, n
         if self.whole:
             return None
-        removed = []
-        while at + 4 <= self.removed.n:
-            p = self.removed.data + at
-            n = p[0] | (p[1] << 8) | (p[2] << 16) | (<int64_t>p[3] << 24)
-            removed.append(base64.b64encode(p[4:4 + n]).decode("ascii"))
-            at += 4 + n
-        self.removed.n = 0
-        changed = []
-        while s >= 0 and self.streams[s].dirty:
-            changed.append(self._entry(s))
-            self.streams[s].dirty = 0
-            s = self.streams[s].prev
-        changed.reverse()
-        return removed, changed
+        memset(&out, 0, sizeof(Bytes))
+        try:
+            n = 0
+            while at + 4 <= self.removed.n:  # (the log of removals holds whole entries only)
+                at += 4 + _u32_at(self.removed.data + at)
+                n += 1
+            if _put_u32(&out, <uint32_t>n) < 0 or _put(&out, self.removed.data, self.removed.n) < 0:
+                raise MemoryError()
+            while s >= 0 and self.streams[s].dirty:  # the changed streams are the last used
+                s = self.streams[s].prev
+                changed += 1
+            first = self.lru_head if s < 0 else self.streams[s].next
+            if _put_u32(&out, <uint32_t>changed) < 0:
+                raise MemoryError()
+            s = first
+            while s >= 0:
+                if self._put_record(&out, s) < 0:
+                    raise MemoryError()
+                self.streams[s].dirty = 0
+                s = self.streams[s].next
+            self.removed.n = 0
+            return out.data[:out.n]
+        finally:
+            free(out.data)
+
+    cdef int _put_record(self, Bytes* out, int64_t s) noexcept nogil:
+        cdef Stream* st = &self.streams[s]
+        cdef Val* v = &st.val
+        cdef uint8_t flags
+        if (_put_text(out, st.key, st.key_len) < 0 or _put_byte(out, st.kind) < 0 or _put_i64(out, st.start) < 0
+                or _put_i64(out, st.time) < 0 or _put_i64(out, st.seen) < 0):
+            return -1
+        if st.kind == K_SUM:
+            flags = (1 if v.has_int else 0) | (2 if v.has_double else 0)
+            return -1 if (_put_byte(out, flags) < 0 or _put_i64(out, v.vi) < 0 or _put_f64(out, v.vd) < 0) else 0
+        flags = (1 if v.has_sum else 0) | (2 if v.has_min else 0) | (4 if v.has_max else 0)
+        if (_put_i64(out, <int64_t>v.count) < 0 or _put_byte(out, flags) < 0 or _put_f64(out, v.sum) < 0
+                or _put_f64(out, v.mn) < 0 or _put_f64(out, v.mx) < 0):
+            return -1
+        if st.kind == K_HIST:
+            if _put_counts(out, 0, &v.buckets, 0) < 0 or _put_i64(out, st.shape.nbuckets) < 0:
+                return -1
+            if _put_u32(out, <uint32_t>st.shape.nbounds) < 0:
+                return -1
+            return _put(out, <const uint8_t*>st.shape.bounds, st.shape.nbounds * 8)
+        if (_put_i64(out, <int64_t>v.zero_count) < 0 or _put_i64(out, st.shape.scale) < 0
+                or _put_f64(out, st.shape.zero_threshold) < 0):
+            return -1
+        if _put_counts(out, v.pos_lo, &v.pos, 1) < 0 or _put_counts(out, v.neg_lo, &v.neg, 1) < 0:
+            return -1
+        return 0
+
+    def load_dump(self, data, bint replace=True):
+        """Take a :meth:`dump` (replacing every stream), or (replace false) apply a
+        :meth:`dump_changes`. What is loaded counts as saved. ValueError if it is not one."""
+        cdef const uint8_t[::1] view = data
+        cdef Cursor c
+        cdef int64_t n, i, s, key_len
+        cdef const uint8_t* key
+        c.p = &view[0] if len(view) else NULL
+        c.n = len(view)
+        c.at = 0
+        if replace:
+            self._clear()
+        else:
+            n = _get_u32(&c)
+            for i in range(n):
+                key_len = _get_u32(&c)
+                key = _get(&c, key_len)
+                if key == NULL:
+                    break
+                s = self._find(key, key_len, _hash(key, key_len))
+                if s >= 0:
+                    self._remove(s)
+        n = _get_u32(&c)
+        for i in range(n):
+            if c.at < 0 or self._get_record(&c) < 0:
+                break
+        if c.at < 0 or c.at != c.n:
+            self.mark_saved()
+            raise ValueError("not a saved temporality state (cut short, or bytes left over)")
+        self.mark_saved()
+
+    cdef int _get_record(self, Cursor* c) except -2:
+        """One stream's record: taken (as its latest change), or -1 if the data ends."""
+        cdef Val v
+        cdef Shape shape
+        cdef int64_t key_len, s, start, time, seen
+        cdef const uint8_t* key
+        cdef const uint8_t* raw
+        cdef uint8_t flags
+        cdef int kind, r
+        memset(&v, 0, sizeof(Val))
+        memset(&shape, 0, sizeof(Shape))
+        key_len = _get_u32(c)
+        key = _get(c, key_len)
+        kind = _get_byte(c)
+        start, time, seen = _get_i64(c), _get_i64(c), _get_i64(c)
+        if c.at < 0 or key == NULL or kind < K_SUM or kind > K_EXP:
+            c.at = -1
+            return -1
+        try:
+            if kind == K_SUM:
+                flags = _get_byte(c)
+                v.has_int, v.has_double = flags & 1, (flags >> 1) & 1
+                v.vi, v.vd = _get_i64(c), _get_f64(c)
+            else:
+                v.count = <uint64_t>_get_i64(c)
+                flags = _get_byte(c)
+                v.has_sum, v.has_min, v.has_max = flags & 1, (flags >> 1) & 1, (flags >> 2) & 1
+                v.sum, v.mn, v.mx = _get_f64(c), _get_f64(c), _get_f64(c)
+                if kind == K_HIST:
+                    if _get_counts(c, &v.buckets) < 0:
+                        raise MemoryError()
+                    shape.nbuckets = _get_i64(c)
+                    shape.nbounds = _get_u32(c)
+                    raw = _get(c, shape.nbounds * 8)
+                    if raw == NULL:
+                        c.at = -1
+                        return -1
+                    shape.bounds = <double*>malloc((shape.nbounds + 1) * sizeof(double))
+                    if shape.bounds == NULL:
+                        raise MemoryError()
+                    memcpy(shape.bounds, raw, shape.nbounds * 8)
+                else:
+                    v.zero_count = <uint64_t>_get_i64(c)
+                    shape.scale = <int32_t>_get_i64(c)
+                    shape.zero_threshold = _get_f64(c)
+                    v.pos_lo = _get_i64(c)
+                    if _get_counts(c, &v.pos) < 0:
+                        raise MemoryError()
+                    v.neg_lo = _get_i64(c)
+                    if _get_counts(c, &v.neg) < 0:
+                        raise MemoryError()
+            if c.at < 0:
+                return -1
+            h = _hash(key, key_len)
+            s = self._find(key, key_len, h)
+            if s < 0:
+                s = self._new(key, key_len, h, kind)
+            if s < 0 or self._take(s, start, time, &v, &shape, seen, TAKE_COPY) < 0:
+                raise MemoryError()
+            return 0
+        finally:
+            _release_val(&v)
+            free(shape.bounds)
 
     def mark_saved(self):
         """The whole state was saved: nothing is changed since."""

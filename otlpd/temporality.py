@@ -25,6 +25,7 @@ import logging
 import os
 import struct
 import threading
+import zlib
 from dataclasses import dataclass, field
 import time as _time
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 DELTA, CUMULATIVE = 1, 2
 MODES = ("cumulative", "delta", "passthrough")
 INITIAL_VALUES = ("auto", "keep", "drop")
-STATE_VERSION = 2  # of the saved state (version 1 keyed streams by Python tuples)
+STATE_VERSION = 3  # of the saved state (1 keyed streams by Python tuples, 2 was JSON)
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 CONVERTIBLE = ("sum", "histogram", "exponential_histogram")
 
@@ -209,11 +210,11 @@ def _combine(a: dict, b: dict, sign: int) -> dict:
         elif x is None:
             out[name] = None
         elif name == "value_int":
-            out[name] = _wrap_int64(x + sign * (y or 0))
+            out[name] = _wrap_int64(x + sign * _or0(y))
         elif name in ("count", "zero_count"):
-            out[name] = (x + sign * (y or 0)) % _U64
+            out[name] = (x + sign * _or0(y)) % _U64
         else:
-            out[name] = x + sign * (y or 0)
+            out[name] = x + sign * _or0(y)
     return out
 
 
@@ -333,22 +334,26 @@ class Converter:
         return {"version": STATE_VERSION, "temporality": self.settings.temporality,
                 "streams": [_entry(key, s) for key, s in self._streams.items()]}
 
-    def changes(self) -> dict | None:
-        """What changed since the state was last saved (``{"removed": [identity], "streams":
-        [as in state(), in order of use]}``), or None when only the whole state will do (nothing
-        saved yet, or a reset). Taking them marks them saved."""
+    def dump(self) -> bytes:
+        """The whole state in the saved format (below, "The saved state's format")."""
+        return _u32(len(self._streams)) + b"".join(_record(key, s) for key, s in self._streams.items())
+
+    def dump_changes(self) -> bytes | None:
+        """What changed since the state was last saved, in the saved format: the identities
+        expired, then the records of the streams changed, in order of use; or None when only
+        the whole state will do (nothing saved yet, or a reset). Taking them marks them saved."""
         if self._whole:
             return None
         changed = []
         for key in reversed(self._streams):  # the changed streams are the last used
             if key not in self._dirty:
                 break
-            changed.append(_entry(key, self._streams[key]))
+            changed.append(_record(key, self._streams[key]))
         changed.reverse()
-        removed = [base64.b64encode(key).decode("ascii") for key in self._removed]
+        out = _u32(len(self._removed)) + b"".join(_u32(len(key)) + key for key in self._removed)
         self._dirty.clear()
         self._removed.clear()
-        return {"removed": removed, "streams": changed}
+        return out + _u32(len(changed)) + b"".join(changed)
 
     def mark_saved(self) -> None:
         """The whole state was saved: nothing is changed since."""
@@ -366,13 +371,22 @@ class Converter:
         self.mark_saved()
         return True
 
-    def load_changes(self, changes: dict) -> None:
-        """Apply saved :meth:`changes` to the state loaded."""
-        for key in changes["removed"]:
-            self._streams.pop(base64.b64decode(key), None)
-        for key, start, time, value, shape, seen in changes["streams"]:
-            self._touch(base64.b64decode(key), _Stream(start, time, _value_from_json(value), tuple(shape), seen))
-        self.mark_saved()
+    def load_dump(self, data: bytes, replace: bool = True) -> None:
+        """Take a :meth:`dump` (replacing every stream), or (replace false) apply a
+        :meth:`dump_changes`. What is loaded counts as saved. ValueError if it is not one."""
+        reader = _Reader(data)
+        if replace:
+            self._streams.clear()
+        else:
+            for _ in range(reader.u32()):
+                self._streams.pop(reader.take(reader.u32()), None)
+        try:
+            for _ in range(reader.u32()):
+                key, stream = reader.record()
+                self._touch(key, stream)
+            reader.end()
+        finally:
+            self.mark_saved()
 
     def _expire(self) -> None:
         """Forget the streams idle for longer than max_stale_ns. The table is in order of
@@ -496,9 +510,11 @@ class NativeConverter(Converter):
     def state(self) -> dict:
         return {"version": STATE_VERSION, "temporality": self.settings.temporality, "streams": self._table.state()}
 
-    def changes(self) -> dict | None:
-        taken = self._table.changes()
-        return None if taken is None else {"removed": taken[0], "streams": taken[1]}
+    def dump(self) -> bytes:
+        return self._table.dump()
+
+    def dump_changes(self) -> bytes | None:
+        return self._table.dump_changes()
 
     def mark_saved(self) -> None:
         self._table.mark_saved()
@@ -509,8 +525,110 @@ class NativeConverter(Converter):
         self._table.load(state["streams"])
         return True
 
-    def load_changes(self, changes: dict) -> None:
-        self._table.load(changes["streams"], changes["removed"], False)
+    def load_dump(self, data: bytes, replace: bool = True) -> None:
+        self._table.load_dump(data, replace)
+
+
+# -- The saved state's format (little-endian; the native converter reads and writes the same):
+#   state:    u32 n, n records, in order of use
+#   changes:  u32 n, n times (u32 length, identity) expired; u32 m, m records changed, in order of use
+#   record:   u32 length, identity; u8 kind (1 sum, 2 histogram, 3 exponential); i64 start, time,
+#             seen; then a sum: u8 flags (1 int, 2 double), i64 value_int, f64 value_double; else
+#             u64 count, u8 flags (1 sum, 2 min, 4 max), f64 sum, min, max, then a histogram:
+#             u32 n, u64[n] bucket counts, i64 number of buckets, u32 n, f64[n] bounds; an
+#             exponential one: u64 zero_count, i64 scale, f64 zero_threshold, and per side
+#             (positive, negative) i64 first index, u32 n, u64[n] counts, without zero counts
+#             at either end. An absent value is 0 with its flag clear.
+
+def _u32(n: int) -> bytes:
+    return struct.pack("<I", n)
+
+
+def _record(key: bytes, stream: _Stream) -> bytes:
+    value, kind = stream.value, _KIND_OF[_value_kind(stream.value)]
+    out = [_u32(len(key)), key, struct.pack("<Bqqq", kind, stream.start, stream.time, stream.seen)]
+    if kind == 1:
+        vi, vd = value["value_int"], value["value_double"]
+        out.append(struct.pack("<Bqd", (vi is not None) | (vd is not None) << 1, _or0(vi), _or0(vd)))
+        return b"".join(out)
+    sum_, low, high = value["sum"], value["min"], value["max"]
+    out.append(struct.pack("<QBddd", value["count"] or 0, (sum_ is not None) | (low is not None) << 1 | (high is not None) << 2,
+                           _or0(sum_), _or0(low), _or0(high)))
+    if kind == 2:
+        buckets, (nbuckets, *bounds) = value["bucket_counts"], stream.shape
+        out += [_u32(len(buckets)), struct.pack(f"<{len(buckets)}Q", *buckets), struct.pack("<q", nbuckets),
+                _u32(len(bounds)), struct.pack(f"<{len(bounds)}d", *bounds)]
+        return b"".join(out)
+    scale, zero_threshold = stream.shape
+    out.append(struct.pack("<Qqd", value["zero_count"] or 0, scale or 0, _or0(zero_threshold)))
+    for side in ("positive", "negative"):
+        counts = {index: n for index, n in value[side].items() if n}
+        low_index = min(counts, default=0)
+        dense = [counts.get(i, 0) for i in range(low_index, max(counts, default=-1) + 1)]
+        out += [struct.pack("<q", low_index), _u32(len(dense)), struct.pack(f"<{len(dense)}Q", *dense)]
+    return b"".join(out)
+
+
+def _or0(number):
+    """A value as stored, 0 when absent (``x or 0`` would turn -0.0 into 0.0)."""
+    return 0 if number is None else number
+
+
+_KIND_OF = {"sum": 1, "histogram": 2, "exponential_histogram": 3}
+
+
+def _value_kind(value: dict) -> str:
+    return "sum" if "value_int" in value else "exponential_histogram" if "positive" in value else "histogram"
+
+
+class _Reader:
+    """The saved format, read with every length checked (ValueError when it is not one)."""
+
+    def __init__(self, data: bytes):
+        self.data, self.at = memoryview(data), 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.at + n > len(self.data):
+            raise ValueError("not a saved temporality state (cut short)")
+        self.at += n
+        return bytes(self.data[self.at - n:self.at])
+
+    def unpack(self, layout: str) -> tuple:
+        return struct.unpack(layout, self.take(struct.calcsize(layout)))
+
+    def u32(self) -> int:
+        return self.unpack("<I")[0]
+
+    def end(self) -> None:
+        if self.at != len(self.data):
+            raise ValueError("not a saved temporality state (bytes left over)")
+
+    def counts(self) -> list:
+        n = self.u32()
+        return list(self.unpack(f"<{n}Q"))
+
+    def record(self) -> tuple[bytes, _Stream]:
+        key = self.take(self.u32())
+        kind, start, time, seen = self.unpack("<Bqqq")
+        if kind == 1:
+            flags, vi, vd = self.unpack("<Bqd")
+            return key, _Stream(start, time, {"value_double": vd if flags & 2 else None,
+                                              "value_int": vi if flags & 1 else None}, (), seen)
+        if kind not in (2, 3):
+            raise ValueError("not a saved temporality state (a record of no known kind)")
+        count, flags, sum_, low, high = self.unpack("<QBddd")
+        value = {"count": count, "sum": sum_ if flags & 1 else None, "min": low if flags & 2 else None,
+                 "max": high if flags & 4 else None}
+        if kind == 2:
+            value["bucket_counts"] = self.counts()
+            nbuckets, = self.unpack("<q")
+            bounds = self.unpack(f"<{self.u32()}d")
+            return key, _Stream(start, time, value, (nbuckets, *bounds), seen)
+        value["zero_count"], scale, zero_threshold = self.unpack("<Qqd")
+        for side in ("positive", "negative"):
+            low_index, = self.unpack("<q")
+            value[side] = {low_index + i: n for i, n in enumerate(self.counts()) if n}
+        return key, _Stream(start, time, value, (scale, zero_threshold), seen)
 
 
 def _entry(key: bytes, stream: _Stream) -> list:
@@ -657,16 +775,35 @@ IMPLEMENTATION = "python" if pure_python_requested() or _native is None else "cy
 DEFAULT_CONVERTER = implementations()[IMPLEMENTATION]  # what the daemon converts with
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, data: str | bytes) -> None:
     """A temporary file renamed into place: a crash leaves the old content or the new."""
     scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(text)
+    if isinstance(data, bytes):
+        scratch.write_bytes(data)
+    else:
+        scratch.write_text(data)
     os.replace(scratch, path)
 
 
+_MAGIC = b"OTLPDTS\x00"  # the whole state's file: magic, u32 length, JSON header, the state
+_EMPTY_CHANGES = struct.pack("<II", 0, 0)
+
+
+def _split_whole(data: bytes) -> tuple[dict, bytes]:
+    """(the header, the state) of a whole state's file; ValueError if it is not one."""
+    if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
+        raise ValueError("not a saved temporality state")
+    length, = struct.unpack_from("<I", data, len(_MAGIC))
+    start = len(_MAGIC) + 4
+    header = json.loads(data[start:start + length])
+    if not isinstance(header, dict):
+        raise ValueError("not a saved temporality state")
+    return header, data[start + length:]
+
+
 STATE_FILE = "temporality.json"  # in the output directory: the value set over the API
-STREAMS_FILE = "temporality-streams.json"  # beside it: the conversion state of every stream
-CHANGES_FILE = "temporality-streams.log"   # and the changes since, a JSON line a write
+STREAMS_FILE = "temporality-streams.bin"  # beside it: the conversion state of every stream
+CHANGES_FILE = "temporality-streams.log"  # and the changes since, a frame a write
 CHANGES_MIN_BYTES = 1 << 20  # the log may grow to this, or to the whole state's size, before it is folded in
 
 
@@ -701,73 +838,87 @@ class TemporalityControl:
         it), if they belong to the setting now in effect; a state that cannot be read is
         logged and ignored: the streams start afresh."""
         try:
-            saved = json.loads(self.streams_path.read_text())
-            taken = converter.load(saved)
+            data = self.streams_path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-            log.warning("%s: conversion state not read (%s); every stream starts afresh",
-                        self.streams_path, error)
+        except OSError as error:
+            log.warning("%s: conversion state not read (%s); every stream starts afresh", self.streams_path, error)
+            return
+        try:
+            header, dump = _split_whole(data)
+            if header.get("version") != STATE_VERSION or header.get("temporality") != converter.settings.temporality:
+                log.info("%s: saved under temporality %s (state version %s), not %s (version %s); every "
+                         "stream starts afresh", self.streams_path, header.get("temporality"),
+                         header.get("version"), converter.settings.temporality, STATE_VERSION)
+                return
+            converter.load_dump(dump)
+        except ValueError as error:
+            log.warning("%s: conversion state not read (%s); every stream starts afresh", self.streams_path, error)
             converter.reset()
             return
-        if not taken:
-            if isinstance(saved, dict) and saved.get("streams"):
-                log.info("%s: saved under temporality %s (state version %s), not %s (version %s); every "
-                         "stream starts afresh", self.streams_path, saved.get("temporality"),
-                         saved.get("version"), converter.settings.temporality, STATE_VERSION)
-            return
-        self._generation = saved.get("generation", 0)
-        self._whole_bytes = len(json.dumps(saved))
+        self._generation = header.get("generation", 0)
+        self._whole_bytes = len(data)
         applied = self._load_changes(converter)
         log.info("metrics temporality: %d streams go on from %s (and %d saved changes)",
                  converter.streams, self.streams_path, applied)
 
     def _load_changes(self, converter: Converter) -> int:
-        """Apply the changes logged after the whole state (of its generation; a line cut
-        short by a crash ends them)."""
-        applied = 0
+        """Apply the changes logged after the whole state (of its generation; a frame cut
+        short by a crash, or damaged, ends them)."""
         try:
-            with open(self.changes_path, "rb") as log_file:
-                for line in log_file:
-                    try:
-                        changes = json.loads(line)
-                    except ValueError:
-                        break  # the last line, cut short: the changes of the write being made
-                    if changes.get("generation") == self._generation:
-                        converter.load_changes(changes)
-                        applied += 1
-                    self._changes_bytes += len(line)
+            data = self.changes_path.read_bytes()
         except FileNotFoundError:
-            pass
-        except (OSError, TypeError, KeyError, AttributeError) as error:
-            log.warning("%s: saved changes not read after the first %d (%s)", self.changes_path, applied, error)
+            return 0
+        except OSError as error:
+            log.warning("%s: saved changes not read (%s)", self.changes_path, error)
+            return 0
+        applied = at = 0
+        while at + 8 <= len(data):
+            length, crc = struct.unpack_from("<II", data, at)
+            payload = data[at + 8:at + 8 + length]
+            if len(payload) < max(length, 8) or zlib.crc32(payload) != crc:
+                break  # the last frame, cut short: the changes of the write being made
+            generation, = struct.unpack_from("<Q", payload)
+            if generation == self._generation:
+                try:
+                    converter.load_dump(payload[8:], replace=False)
+                except ValueError as error:
+                    log.warning("%s: saved changes not read after the first %d (%s)", self.changes_path,
+                                applied, error)
+                    break
+                applied += 1
+            at += 8 + length
+        self._changes_bytes = at
         return applied
 
     def _save_streams(self, converter: Converter) -> None:
         """After a write that changed the streams: the changes since the last save, appended
-        to the log (cheap: only the streams that changed), or the whole state (the first time,
-        after a reset, or once the log outgrows it), which starts a new generation."""
+        to the log (only the streams that changed), or the whole state (the first time, after
+        a reset, or once the log outgrows it), which starts a new generation."""
         try:
             changes = None
             if not self._whole_next and self._changes_bytes <= max(CHANGES_MIN_BYTES, self._whole_bytes):
-                changes = converter.changes()
+                changes = converter.dump_changes()
             if changes is not None:
-                if changes["removed"] or changes["streams"]:
-                    line = json.dumps({"generation": self._generation, **changes}) + "\n"
-                    self._whole_next = True  # until the line is written whole
-                    with open(self.changes_path, "a") as log_file:
-                        log_file.write(line)
+                if changes != _EMPTY_CHANGES:
+                    payload = struct.pack("<Q", self._generation) + changes
+                    frame = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+                    self._whole_next = True  # until the frame is written whole
+                    with open(self.changes_path, "ab") as log_file:
+                        log_file.write(frame)
                     self._whole_next = False
-                    self._changes_bytes += len(line)
+                    self._changes_bytes += len(frame)
                 return
             self._generation += 1
-            text = json.dumps({**converter.state(), "generation": self._generation})
+            header = json.dumps({"version": STATE_VERSION, "temporality": converter.settings.temporality,
+                                 "generation": self._generation}).encode()
+            data = _MAGIC + struct.pack("<I", len(header)) + header + converter.dump()
             self._whole_next = True
-            _write_atomically(self.streams_path, text)
-            self.changes_path.unlink(missing_ok=True)  # (its lines are of the older generation)
+            _write_atomically(self.streams_path, data)
+            self.changes_path.unlink(missing_ok=True)  # (its frames are of the older generation)
             self._whole_next = False
             converter.mark_saved()
-            self._whole_bytes, self._changes_bytes = len(text), 0
+            self._whole_bytes, self._changes_bytes = len(data), 0
         except OSError as error:
             log.error("%s: conversion state not saved: %s", self.streams_path, error)
 

@@ -366,42 +366,50 @@ def test_the_stage_converts_consecutive_requests_as_one_run(mask, monkeypatch):
 
 
 def test_saving_logs_only_the_streams_that_changed(tmp_path, monkeypatch):
-    """TemporalityControl saves the whole state once, then a line of changes a write (the
-    streams converted since, those expired); a restart takes the whole state and the lines
-    of its generation, and stops at a line cut short by a crash."""
-    import json
+    """TemporalityControl saves the whole state once, then a frame of changes a write (the
+    streams converted since, those expired); a restart takes the whole state and the frames
+    of its generation, and stops at a frame cut short by a crash."""
+    import struct
+    import zlib
 
     from otlpd import decode
     from otlpd.config import resolve
 
     monkeypatch.setattr(temporality, "DEFAULT_CONVERTER", Converter)  # the one under test
 
-    def control(tmp):
+    def control():
         return temporality.TemporalityControl(resolve({}, {}, {
-            "output_dir": str(tmp), "metrics.temporality": "delta", "metrics.initial_value": "keep",
-            "metrics.max_stale": "1h"}), tmp)
+            "output_dir": str(tmp_path), "metrics.temporality": "delta", "metrics.initial_value": "keep",
+            "metrics.max_stale": "1h"}), tmp_path)
 
     def write(stage, *metrics):
         stage.process([decode.BUFFER_DECODERS["metrics"](request(list(metrics)).SerializeToString())])
         stage.commit()
 
-    tmp = tmp_path
-    first = control(tmp)
+    def frames():
+        data, at, found = (tmp_path / temporality.CHANGES_FILE).read_bytes(), 0, []
+        while at < len(data):
+            length, _ = struct.unpack_from("<II", data, at)
+            found.append(struct.unpack_from("<QII", data, at + 8))  # generation, removed, and the changed count
+            at += 8 + length
+        return found
+
+    first = control()
     assert isinstance(first.stage.converter, Converter)
     write(first.stage, sum_metric([(100, 110, 1)], attrs=[("a", "1")]), sum_metric([(100, 110, 1)], attrs=[("a", "2")]))
-    assert json.loads((tmp / temporality.STREAMS_FILE).read_text())["generation"] == 1
-    assert not (tmp / temporality.CHANGES_FILE).exists()  # the first save is whole
+    header, _ = temporality._split_whole((tmp_path / temporality.STREAMS_FILE).read_bytes())
+    assert header == {"version": temporality.STATE_VERSION, "temporality": "delta", "generation": 1}
+    assert not (tmp_path / temporality.CHANGES_FILE).exists()  # the first save is whole
     write(first.stage, sum_metric([(100, 120, 5)], attrs=[("a", "1")]))
     write(first.stage, sum_metric([(100, 130, 9)], attrs=[("a", "1")]))
-    lines = [json.loads(line) for line in (tmp / temporality.CHANGES_FILE).read_text().splitlines()]
-    assert [(line["generation"], len(line["streams"]), line["removed"]) for line in lines] == [(1, 1, []), (1, 1, [])]
-    expected = first.stage.converter.state()
+    assert frames() == [(1, 0, 1), (1, 0, 1)]  # one stream changed a write
+    expected = first.stage.converter.dump()
 
-    again = control(tmp)
-    assert again.stage.converter.state() == expected
-    with open(tmp / temporality.CHANGES_FILE, "a") as log_file:  # a crash in the middle of a line
-        log_file.write(json.dumps({"generation": 1, "removed": [], "streams": []})[:20])
-    assert control(tmp).stage.converter.state() == expected
-    (tmp / temporality.CHANGES_FILE).write_text(  # lines of an older generation are not this state's
-        json.dumps({"generation": 0, "removed": [expected["streams"][0][0]], "streams": []}) + "\n")
-    assert control(tmp).stage.converter.streams == 2
+    assert control().stage.converter.dump() == expected
+    with open(tmp_path / temporality.CHANGES_FILE, "ab") as log_file:  # a crash in the middle of a frame
+        log_file.write(struct.pack("<II", 40, 0) + b"\x01" * 7)
+    assert control().stage.converter.dump() == expected
+    (tmp_path / temporality.CHANGES_FILE).unlink()  # a frame of an older generation is not this state's
+    stale = struct.pack("<Q", 0) + struct.pack("<II", 0, 0)
+    (tmp_path / temporality.CHANGES_FILE).write_bytes(struct.pack("<II", len(stale), zlib.crc32(stale)) + stale)
+    assert control().stage.converter.streams == 2

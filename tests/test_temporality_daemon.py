@@ -7,7 +7,7 @@ import time
 import polars as pl
 import pytest
 
-from otlpd import files
+from otlpd import files, temporality
 from otlpd.temporality import CUMULATIVE, DELTA, STATE_FILE, STREAMS_FILE
 from test_temporality import S, request, sum_metric
 from web_stack import Stack
@@ -172,8 +172,8 @@ def test_a_restart_goes_on_from_the_saved_state_without_a_spike(tmp_path):
         assert stored_points(stack) == [(100, 110, 10, DELTA), (110, 120, 5, DELTA)]
     finally:
         stack.close()  # a clean stop saves the state
-    saved = json.loads((stack.output_dir / STREAMS_FILE).read_text())
-    assert saved["temporality"] == "delta" and len(saved["streams"]) == 1
+    header, saved = temporality._split_whole((stack.output_dir / STREAMS_FILE).read_bytes())
+    assert header["temporality"] == "delta" and saved[:4] == (1).to_bytes(4, "little")  # one stream
     stack = Stack(tmp_path, **settings)
     try:
         send_points(stack, [(100, 130, 22)])
@@ -196,7 +196,7 @@ def test_a_saved_state_of_another_setting_or_unreadable_is_not_used(tmp_path):
         assert stack.client.get("/api/v1/temporality").get_json()["streams"] == 0
     finally:
         stack.close()
-    (stack.output_dir / STREAMS_FILE).write_text("{not json")
+    (stack.output_dir / STREAMS_FILE).write_bytes(b"{not a state")
     stack = Stack(tmp_path, **{"metrics.temporality": "delta"})
     try:
         assert stack.client.get("/api/v1/temporality").get_json()["streams"] == 0
