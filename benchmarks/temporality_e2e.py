@@ -9,7 +9,11 @@ summary gives the median and the spread. After each run the conversion's counter
 ``GET /api/v1/temporality`` and the stored rows are checked: every accepted point was stored or
 counted as dropped, and each row's ``aggregation_temporality`` is the one the setting asks for.
 
-    python -m benchmarks.temporality_e2e --rounds 5 [--duration 8] [--json FILE]
+    python -m benchmarks.temporality_e2e --rounds 5 [--duration 8] [--rate REQUESTS_S] [--json FILE]
+
+Without ``--rate`` every setting runs as fast as otlpd takes requests, and UNAVAILABLE answers
+(its buffer ran full: the writer is behind) show which setting hit its ceiling; with ``--rate``
+below that ceiling the points per CPU-second compare the settings at the same load.
 """
 from __future__ import annotations
 
@@ -81,6 +85,7 @@ def run_once(mode: str, load: dict, workdir: Path, settle: float, otlpd_args: li
                stored_ok=code == 0 and stored + dropped == accepted and not wrong,
                stored_items_per_s=stored * window / row["elapsed_s"],
                handled_items_per_s=accepted * window / row["elapsed_s"])
+    row["unavailable"] = row["errors"].get("UNAVAILABLE", 0)
     row["items_per_cpu_s"] = row["stored_items_per_s"] * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
     row["handled_per_cpu_s"] = row["handled_items_per_s"] * row["elapsed_s"] / row["cpu_s"] if row["cpu_s"] else None
     return row
@@ -92,6 +97,8 @@ FIGURES = [  # (heading, key, format)
     ("CPU s", "cpu_s", "{:.2f}"),
     ("stored pts/CPU-s", "items_per_cpu_s", "{:,.0f}"),
     ("handled pts/CPU-s", "handled_per_cpu_s", "{:,.0f}"),
+    ("UNAVAILABLE", "unavailable", "{:,}"),
+    ("p99 ms", "p99_ms", "{:.0f}"),
 ]
 RATIOS = [("stored pts/s", "stored_items_per_s"), ("stored pts/CPU-s", "items_per_cpu_s"),
           ("handled pts/s", "handled_items_per_s"), ("handled pts/CPU-s", "handled_per_cpu_s")]
@@ -153,11 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--channels", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rate", type=float,
+                        help="requests/s in total (default: as fast as possible); below what delta "
+                             "sustains, the CPU per point compares the settings at the same load")
     parser.add_argument("--otlpd-args", default="", help="extra otlpd flags for every run")
     parser.add_argument("--json", metavar="FILE", help="also write the environment and every run as JSON")
     args = parser.parse_args(argv)
     exit_on_sigterm()
-    load = load_settings(SCENARIO, args.duration, args.processes, args.channels, args.concurrency)
+    load = {**load_settings(SCENARIO, args.duration, args.processes, args.channels, args.concurrency),
+            "rate": args.rate}
     env = environment()
     runs = []
     with tempfile.TemporaryDirectory(prefix="otlpd-temporality-") as tmp:
@@ -174,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     print(", ".join(f"{key} {value}" for key, value in env.items()))
     print(f"load: {SCENARIO}, {args.processes} processes x {args.channels} channels x {args.concurrency} in "
           f"flight, {load['streams']} requests of {load['items_per_request']} series per call slot "
-          f"({streams:,} series), {args.duration:g} s a run, settle {args.settle:g} s, {args.rounds} rounds")
+          f"({streams:,} series), {f'{args.rate:g} requests/s' if args.rate else 'as fast as it goes'}, "
+          f"{args.duration:g} s a run, settle {args.settle:g} s, {args.rounds} rounds")
     print()
     print(summarize(runs))
     if args.json:
