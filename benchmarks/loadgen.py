@@ -23,24 +23,26 @@ from collections import Counter
 import grpc
 
 from benchmarks.null_server import MAX_MESSAGE_BYTES, SERVICES
-from benchmarks.requests import request_pool
+from benchmarks.requests import StreamPool, request_pool
 
 METHODS = {signal: f"/{service}/Export" for signal, service in SERVICES.items()}
 CONNECT_TIMEOUT = 10.0
 
 
 def _settings(endpoint, signal, items_per_request, duration, rate, processes,
-              channels_per_process, concurrency, timeout, seed) -> dict:
+              channels_per_process, concurrency, timeout, seed, streams=0) -> dict:
     if signal not in METHODS:
         raise ValueError(f"signal must be one of {', '.join(METHODS)}, got {signal!r}")
     if min(items_per_request, processes, channels_per_process, concurrency) < 1 or duration <= 0:
         raise ValueError("items, processes, channels, concurrency and duration must be positive")
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive")
+    if streams and signal != "metrics":
+        raise ValueError("moving streams are metrics only")
     return dict(endpoint=endpoint, signal=signal, items_per_request=items_per_request,
                 duration=duration, rate=rate, processes=processes,
                 channels_per_process=channels_per_process, concurrency=concurrency,
-                timeout=timeout, seed=seed)
+                timeout=timeout, seed=seed, streams=streams)
 
 
 def _open_channels(settings: dict) -> list[grpc.Channel]:
@@ -58,8 +60,9 @@ def _open_channels(settings: dict) -> list[grpc.Channel]:
 class _Slot:
     """One in-flight call slot (a thread): its counts and latencies."""
 
-    def __init__(self, call, pool: list[bytes], first: int):
+    def __init__(self, call, pool: list[bytes], first: int, streams: StreamPool | None = None):
         self.call = call
+        self.streams = streams
         self.pool = pool
         self.next = first
         self.ok = 0
@@ -68,8 +71,11 @@ class _Slot:
 
     def send(self, timeout: float, since: float | None = None) -> None:
         """One Export; latency counts from ``since`` (the scheduled time) or from now."""
-        data = self.pool[self.next % len(self.pool)]
-        self.next += 1
+        if self.streams is not None:
+            data = self.streams.next()
+        else:
+            data = self.pool[self.next % len(self.pool)]
+            self.next += 1
         started = time.monotonic() if since is None else since
         try:
             self.call(data, timeout=timeout)
@@ -100,12 +106,15 @@ def _worker(index: int, settings: dict, ready, start, results) -> None:
 
 
 def _load(index: int, settings: dict, ready, start) -> dict:
-    pool = request_pool(settings["signal"], settings["items_per_request"],
-                        seed=settings["seed"] * 1000 + index)
+    streams = settings["streams"]
+    pool = [] if streams else request_pool(settings["signal"], settings["items_per_request"],
+                                           seed=settings["seed"] * 1000 + index)
     channels = _open_channels(settings)
     calls = [channel.unary_unary(METHODS[settings["signal"]], request_serializer=None,
                                  response_deserializer=None) for channel in channels]
-    slots = [_Slot(calls[i % len(calls)], pool, first=i)
+    slots = [_Slot(calls[i % len(calls)], pool, first=i,
+                   streams=StreamPool(settings["items_per_request"], streams, f"{settings['seed']}/{index}/{i}",
+                                      seed=(settings["seed"] * 1000 + index) * 1000 + i) if streams else None)
              for i in range(len(calls) * settings["concurrency"])]
     for slot in slots[:len(calls)]:  # warm-up: one call per connection, not measured
         slot.send(settings["timeout"])
@@ -171,15 +180,19 @@ def _summarize(settings: dict, parts: list[dict]) -> dict:
 def run_load(endpoint: str, signal: str = "traces", items_per_request: int = 1000,
              duration: float = 10.0, rate: float | None = None, processes: int = 2,
              channels_per_process: int = 2, concurrency: int = 4, timeout: float = 30.0,
-             seed: int = 0, on_start=None) -> dict:
+             seed: int = 0, on_start=None, streams: int = 0) -> dict:
     """Load ``endpoint`` and return the figures (see ``_summarize``); ``on_start()`` runs just
     before the clock starts, after every client process has connected and warmed up.
 
     The warm-up calls (one per channel) are not in the figures but in ``warmup_ok`` and
     ``warmup_errors``: a server that stores data stores those items too.
+
+    ``streams`` (metrics only): instead of replaying a fixed pool, every call slot sends its own
+    ``streams`` requests of distinct cumulative series in turn, each send the next report of
+    its series (``benchmarks.requests.StreamPool``: times patched forward in the bytes).
     """
     settings = _settings(endpoint, signal, items_per_request, duration, rate, processes,
-                         channels_per_process, concurrency, timeout, seed)
+                         channels_per_process, concurrency, timeout, seed, streams)
     context = multiprocessing.get_context("spawn")  # fork and grpc threads do not mix
     ready, results, start = context.Queue(), context.Queue(), context.Event()
     workers = [context.Process(target=_worker, args=(i, settings, ready, start, results), daemon=True)
@@ -232,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="calls in flight per channel")
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, seconds")
     parser.add_argument("--seed", type=int, default=0, help="varies the generated requests")
+    parser.add_argument("--streams", type=int, default=0,
+                        help="metrics: each call slot sends this many requests of its own moving "
+                             "cumulative series (times move forward every send) instead of a fixed pool")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     result = run_load(args.endpoint, args.signal, args.items_per_request, args.duration, args.rate,
                       args.processes, args.channels_per_process, args.concurrency, args.timeout,
-                      args.seed)
+                      args.seed, streams=args.streams)
     print(json.dumps(result) if args.json else format_result(result))
     return 0
 

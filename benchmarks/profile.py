@@ -54,6 +54,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--otlpd-args", default="", help="extra otlpd flags")
     parser.add_argument("--native", action="store_true", help="include native (C) frames")
+    parser.add_argument("--streams", type=int, default=0,
+                        help="metrics: moving cumulative streams, this many requests per call slot "
+                             "(loadgen's streams; e.g. 2 with --otlpd-args='--metrics.temporality delta')")
+    parser.add_argument("--rate", type=float, help="requests/s in total (default: as fast as possible)")
+    parser.add_argument("--keep-raw", metavar="FILE", help="also copy py-spy's collapsed stacks here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="otlpd-profile-") as scratch:
         scratch_path = Path(scratch)
@@ -83,7 +88,7 @@ def main() -> int:
 
         result = run_load(endpoint=f"127.0.0.1:{port}", signal=args.signal,
                           items_per_request=args.items_per_request, duration=args.duration,
-                          on_start=start_profiler)
+                          on_start=start_profiler, streams=args.streams, rate=args.rate)
         spies[0].wait(args.duration + 30)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(120)
@@ -92,6 +97,8 @@ def main() -> int:
         if not raw.exists():
             print("py-spy recorded nothing (is ptrace allowed here?)", file=sys.stderr)
             return 1
+        if args.keep_raw:
+            Path(args.keep_raw).write_bytes(raw.read_bytes())
         print(summarize(raw))
     return 0
 

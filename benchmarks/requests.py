@@ -6,7 +6,11 @@ with it, so a pool built from several seeds never resends identical bytes.
 from __future__ import annotations
 
 import random
+import re
+import struct
+import time
 
+import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -227,3 +231,107 @@ def request_pool(signal: str, items: int, size: int = POOL_SIZE, seed: int = 0) 
     """``size`` distinct requests of ``items`` items each; pools of different ``seed`` differ too."""
     build = BUILDERS[signal]
     return [build(items, seed * size + i) for i in range(size)]
+
+
+# Moving streams: requests whose points move forward in time on every send (see StreamRequest).
+STREAM_KINDS = ("gauge", "sum", "updown_sum", "histogram", "exponential_histogram", "summary")
+TIME_SENTINEL = 0x5A5A << 48  # + point index: time_unix_nano as built, replaced before every send
+VALUE_SENTINEL = 0x3C3C << 48  # + point index: as_int of a monotonic sum's point, likewise
+_TIME_TAG, _AS_INT_TAG = 0x19, 0x31  # fixed64 field 3 (every data point), sfixed64 field 6 (as_int)
+
+
+def _sentinel_offsets(data: bytes, tag: int, marker: int, count: int) -> np.ndarray:
+    """Byte offsets of the fixed64 values ``marker + i`` (i < count), each once, after ``tag``."""
+    high = struct.pack("<H", marker >> 48)
+    found = {}
+    for match in re.finditer(re.escape(bytes([tag])) + b"(.{6})" + re.escape(high), data, re.S):
+        index = struct.unpack_from("<Q", data, match.start(1))[0] - marker
+        if 0 <= index < count:
+            if index in found:
+                raise ValueError(f"sentinel {index} found twice")
+            found[index] = match.start(1)
+    if len(found) != count:
+        raise ValueError(f"found {len(found)} of {count} sentinels")
+    return np.array([found[i] for i in range(count)], dtype=np.int64)
+
+
+def _byte_index(offsets: np.ndarray) -> np.ndarray:
+    """The indices of the 8 bytes at each offset, for one vectorised scatter."""
+    return (offsets[:, None] + np.arange(8)).ravel()
+
+
+class StreamRequest:
+    """One metrics request of distinct cumulative series, built and serialized once, whose
+    ``time_unix_nano`` (every point) and monotonic sums' ``as_int`` are patched in place before
+    every send: each send is the next report of every series in it, strictly later than the last
+    (wall clock), with each counter grown by its own step. ``start_time_unix_nano`` stays fixed
+    per series (``BASE_TIME``, before any otlpd started). Histograms keep their values: a
+    cumulative histogram that did not change is a valid next point (its delta is zero)."""
+
+    def __init__(self, data: bytes, points: int, sums: int, rng: random.Random):
+        self.points, self.sums = points, sums
+        self.buffer = bytearray(data)
+        self._bytes = np.frombuffer(self.buffer, dtype=np.uint8)  # a view: writes go to the buffer
+        self._times = _byte_index(_sentinel_offsets(data, _TIME_TAG, TIME_SENTINEL, points))
+        self._values = _byte_index(_sentinel_offsets(data, _AS_INT_TAG, VALUE_SENTINEL, sums))
+        self._base = np.array([rng.randrange(10**6) for _ in range(sums)], dtype="<i8")
+        self._step = np.array([rng.randrange(1, 100) for _ in range(sums)], dtype="<i8")
+        self.sends = 0
+        self.last_time = 0
+
+    def next(self) -> bytes:
+        """The next report: every point at a time after the last send's, counters grown."""
+        self.last_time = max(time.time_ns(), self.last_time + 1)
+        self.sends += 1
+        stamp = np.frombuffer(struct.pack("<Q", self.last_time), dtype=np.uint8)
+        self._bytes[self._times] = np.tile(stamp, self.points)
+        self._bytes[self._values] = (self._base + self.sends * self._step).view(np.uint8)
+        return bytes(self.buffer)
+
+
+def stream_request(points: int, name: str, seed: int = 0) -> StreamRequest:
+    """A :class:`StreamRequest` of ``points`` series spread over the six kinds (gauge, monotonic
+    sum, up-down sum, histogram, exponential histogram, summary), ``POINTS_PER_METRIC`` a metric,
+    every series distinct (attribute ``series.id``) and the request's series its own (resource
+    attribute ``bench.streams`` = ``name``); sums and histograms cumulative."""
+    rng = random.Random(seed)
+    metrics, point_index, sum_index = [], 0, 0
+    builders = {**_POINT_BUILDERS, "updown_sum": _POINT_BUILDERS["sum"]}
+    for k, kind in enumerate(STREAM_KINDS):
+        remaining = points // len(STREAM_KINDS) + (1 if k < points % len(STREAM_KINDS) else 0)
+        number = 0
+        while remaining > 0:
+            count = min(POINTS_PER_METRIC, remaining)
+            built = builders[kind](rng, count, BASE_TIME)
+            for i, point in enumerate(built):
+                point.attributes.append(_kv("series.id", i))
+                point.time_unix_nano = TIME_SENTINEL + point_index
+                point_index += 1
+                if kind == "sum":
+                    point.as_int = VALUE_SENTINEL + sum_index
+                    sum_index += 1
+            metric = _metric("sum" if kind == "updown_sum" else kind, f"app.{kind}.{number}", built)
+            if kind == "updown_sum":
+                metric.sum.is_monotonic = False
+            metrics.append(metric)
+            remaining -= count
+            number += 1
+    resource = _resource(rng)
+    resource.attributes.append(_kv("bench.streams", name))
+    request = ExportMetricsServiceRequest(resource_metrics=[metrics_pb2.ResourceMetrics(
+        resource=resource, scope_metrics=[metrics_pb2.ScopeMetrics(scope=_SCOPE, metrics=metrics)])])
+    return StreamRequest(request.SerializeToString(), point_index, sum_index, rng)
+
+
+class StreamPool:
+    """A call slot's own requests (its own series), sent in turn: one slot sends a series, one
+    call at a time, so its points reach otlpd in order."""
+
+    def __init__(self, points: int, requests: int, name: str, seed: int = 0):
+        self.requests = [stream_request(points, f"{name}/{i}", seed * requests + i) for i in range(requests)]
+        self._turn = 0
+
+    def next(self) -> bytes:
+        request = self.requests[self._turn % len(self.requests)]
+        self._turn += 1
+        return request.next()

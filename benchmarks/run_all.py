@@ -42,7 +42,11 @@ SCENARIOS = {
     "traces-100": ("traces", 100),
     "metrics-1000": ("metrics", 1000),
     "logs-1000": ("logs", 1000),
+    "metrics-streams-1000": ("metrics", 1000),
 }
+DEFAULT_SCENARIOS = ("traces-1000", "traces-100", "metrics-1000", "logs-1000")
+# scenario -> requests of moving cumulative series per call slot (loadgen's ``streams``)
+STREAM_SCENARIOS = {"metrics-streams-1000": 2}
 TARGETS = ("null", "otlpd", "rotel")
 NULL_THREADS = 4  # otlpd's default receiver.threads
 START_TIMEOUT = 60.0
@@ -231,7 +235,8 @@ def load_settings(scenario: str, duration: float, processes: int, channels: int,
     """The keyword arguments of :func:`run_load` for one scenario."""
     signal_name, items = SCENARIOS[scenario]
     return dict(signal=signal_name, items_per_request=items, duration=duration, processes=processes,
-                channels_per_process=channels, concurrency=concurrency)
+                channels_per_process=channels, concurrency=concurrency,
+                streams=STREAM_SCENARIOS.get(scenario, 0))
 
 
 def items_per_cpu_second(row: dict, items_per_s: float) -> float | None:
@@ -414,8 +419,9 @@ def summarize_rounds(rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated, from {', '.join(SCENARIOS)}")
+    parser.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
+                        help=f"comma-separated, from {', '.join(SCENARIOS)} (default all but "
+                             "metrics-streams-1000)")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated, from null, otlpd, rotel")
     parser.add_argument("--duration", type=float, help="seconds of load per target (default 10, --quick 1)")
     parser.add_argument("--settle", type=float,

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -249,3 +250,67 @@ def test_forward_benchmark_ships_a_backlog():
     rows = [json.loads(line) for line in done.stdout.splitlines()[1:]]
     assert [(row["signal"], row["records"]) for row in rows] == [("traces", 3000), ("logs", 3000)]
     assert all(row["records_per_second"] > 0 and row["cpu_us_per_record"] > 0 for row in rows)
+
+
+def test_stream_requests_move_every_series_forward():
+    """Each send of a StreamRequest is the next report of the same distinct cumulative series:
+    later times, the same start, counters that grew, every metric type."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from benchmarks.requests import BASE_TIME, StreamPool
+
+    def points(data):
+        request = ExportMetricsServiceRequest.FromString(data)
+        found = {}
+        for metric in request.resource_metrics[0].scope_metrics[0].metrics:
+            kind = metric.WhichOneof("data")
+            data_points = getattr(metric, kind).data_points
+            if kind == "sum":
+                kind = "sum" if metric.sum.is_monotonic else "updown_sum"
+            for point in data_points:
+                series = (metric.name, tuple((kv.key, str(kv.value)) for kv in point.attributes))
+                assert series not in found, "a series twice in one request"
+                found[series] = (kind, point)
+        return request.resource_metrics[0].resource, found
+
+    pool = StreamPool(60, 2, "test", seed=1)
+    first_resource, first = points(pool.next())
+    other_resource, other = points(pool.next())
+    assert first_resource != other_resource  # the pool's requests carry series of their own
+    _, second = points(pool.next())
+    assert len(first) == 60 and second.keys() == first.keys()
+    assert {kind for kind, _ in first.values()} == {
+        "gauge", "sum", "updown_sum", "histogram", "exponential_histogram", "summary"}
+    times = {point.time_unix_nano for _, point in first.values()}
+    assert len(times) == 1 and abs(times.pop() - time.time_ns()) < 60 * 10**9  # one report, now
+    for series, (kind, before) in first.items():
+        after = second[series][1]
+        assert after.time_unix_nano > before.time_unix_nano
+        assert after.start_time_unix_nano == before.start_time_unix_nano == BASE_TIME
+        if kind == "sum":
+            assert after.as_int > before.as_int
+        elif kind in ("updown_sum", "histogram"):
+            assert after == type(after)(**{**{f.name: v for f, v in before.ListFields()},
+                                           "time_unix_nano": after.time_unix_nano})
+
+
+@pytest.mark.slow
+def test_temporality_e2e_converts_and_compares_to_passthrough(tmp_path):
+    report = tmp_path / "runs.json"
+    done = _run("-m", "benchmarks.temporality_e2e", "--rounds", "1", "--duration", "1", "--settle", "0.5",
+                "--processes", "1", "--channels", "1", "--concurrency", "2", "--json", str(report),
+                timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr  # stored + dropped = accepted, temporality right
+    runs = {row["mode"]: row for row in json.loads(report.read_text())["runs"]}
+    assert set(runs) == {"passthrough", "delta", "cumulative"}
+    assert runs["passthrough"]["counters"]["converted_points"] == 0
+    assert runs["cumulative"]["counters"]["converted_points"] == 0  # the input is cumulative already
+    delta = runs["delta"]
+    assert delta["counters"]["converted_points"] > 0
+    # the first point of each converted series (started before otlpd) is the baseline, and only that
+    assert delta["counters"]["dropped_points"] == {"baseline": 2 * 2 * 500}
+    assert delta["stored_temporality"]["sum/True/1"] > 0 and delta["stored_temporality"]["sum/False/2"] > 0
+    assert delta["stored_temporality"]["histogram/None/1"] > 0
+    assert all(key.endswith(("/2", "/None")) for key in runs["passthrough"]["stored_temporality"])
+    for mode in ("delta", "cumulative"):
+        assert f"{mode}/passthrough stored pts/s: median" in done.stdout
