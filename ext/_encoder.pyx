@@ -116,6 +116,7 @@ cdef class Encoder:
     cdef Columns ids
     cdef readonly int64_t num_rows
     cdef readonly str signal
+    cdef bint busy  # set and cleared with the GIL held: one call at a time writes with `e`
 
     def __cinit__(self):
         memset(&self.e, 0, sizeof(Enc))
@@ -178,17 +179,25 @@ cdef class Encoder:
             group_rows(e)
             alloc_orders(e)
 
+    cdef int _enter(self) except -1:
+        if self.busy:
+            raise RuntimeError("an Encoder serves one call at a time")
+        self.busy = True
+        return 0
+
     def encode_range(self, int64_t start, int64_t stop) -> bytes:
         """The Export request of rows [start, stop): to_request's bytes for rows.slice(start, stop - start)."""
         cdef Buf out
         if not 0 <= start <= stop <= self.num_rows:
             raise ValueError(f"rows [{start}, {stop}) are not within the {self.num_rows} rows")
         memset(&out, 0, sizeof(Buf))
+        self._enter()
         try:
             with nogil:
                 write_range(&self.e, &out, start, stop)
             return PyBytes_FromStringAndSize(<char*>out.data, out.len) if out.len else b""
         finally:
+            self.busy = False
             buf_free(&out)
 
     def cut(self, int64_t max_items, int64_t max_bytes) -> list:
@@ -197,13 +206,16 @@ cdef class Encoder:
         cdef int64_t n, k
         if max_items < 1 or max_bytes < 1:
             raise ValueError(f"max_items ({max_items}) and max_bytes ({max_bytes}) must be at least 1")
-        starts = alloc_ids(self.num_rows + 1)
+        starts = NULL
+        self._enter()
         try:
+            starts = alloc_ids(self.num_rows + 1)
             with nogil:
                 n = cut(&self.e, max_items, max_bytes, starts)
             starts[n] = self.num_rows
             return [(starts[k], starts[k + 1] - starts[k]) for k in range(n)]
         finally:
+            self.busy = False
             free(starts)
 
 

@@ -7,9 +7,16 @@ round-trip strategies generate, both layouts, sliced batches and chunked tables;
 """
 from __future__ import annotations
 
+import os
 import random
 import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
+import psutil
 import pyarrow as pa
 import pytest
 from fuzz_decoder import realistic_requests
@@ -24,6 +31,7 @@ SETTINGS = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 REQUEST_TYPES = {"traces": pb.ExportTraceServiceRequest, "metrics": pb.ExportMetricsServiceRequest,
                  "logs": pb.ExportLogsServiceRequest}
+ROOT = Path(__file__).resolve().parent.parent
 IMPLEMENTATIONS = ["python", "cython"]
 NATIVE = list(SIGNALS)  # the signals the Cython encoder writes itself (otlpd._encoder.NATIVE)
 
@@ -423,3 +431,186 @@ def test_unknown_source_ids_and_metric_types_are_value_errors():
     renamed = batch.set_column(index, batch.schema.field(index), pa.array(["gauges"] * batch.num_rows))
     with pytest.raises(ValueError, match="metric_type"):
         cython_encoder().encode("metrics", renamed)
+
+
+# ---------------------------------------------------------------- awkward values, threads, memory
+
+def nan(payload: int = 0) -> float:
+    return struct.unpack("<d", struct.pack("<Q", 0x7FF8000000000000 | payload))[0]
+
+
+def awkward_requests() -> dict:
+    """Requests with what the strategies leave out (NaN doubles with payloads) beside the
+    edges they also draw: every AnyValue kind, int64 and uint64 extremes, empty strings,
+    NoRecordedValue flags, exponential histograms with negative buckets only."""
+    values = [pb.AnyValue(string_value=""), pb.AnyValue(bool_value=False), pb.AnyValue(int_value=-(2**63)),
+              pb.AnyValue(int_value=2**63 - 1), pb.AnyValue(double_value=nan(5)), pb.AnyValue(double_value=-0.0),
+              pb.AnyValue(double_value=float("inf")), pb.AnyValue(bytes_value=b""),
+              pb.AnyValue(array_value=pb.ArrayValue(values=[pb.AnyValue(int_value=1), pb.AnyValue()])),
+              pb.AnyValue(kvlist_value=pb.KeyValueList(values=[pb.KeyValue(key="k")])),
+              pb.AnyValue(string_value_strindex=-3), pb.AnyValue()]
+    attrs = [pb.KeyValue(key=f"k{i % 5}", value=v) for i, v in enumerate(values)] + [
+        pb.KeyValue(key="absent"), pb.KeyValue(key="", value=pb.AnyValue(string_value="x"), key_strindex=4)]
+    resource = pb.Resource(attributes=attrs[:4], dropped_attributes_count=2**32 - 1)
+    scope = pb.InstrumentationScope(name="", version="v", attributes=attrs[4:6])
+    span = pb.Span(trace_id=b"\x01" * 16, span_id=b"", name="", kind=-5, start_time_unix_nano=2**64 - 1,
+                   end_time_unix_nano=2**63, attributes=attrs, flags=2**32 - 1,
+                   events=[pb.Span.Event(attributes=attrs[::-1])], links=[pb.Span.Link(flags=1)],
+                   status=pb.Status())
+    logs = [pb.LogRecord(body=value, attributes=attrs[:3]) for value in values] + [pb.LogRecord()]
+    no_value = 1  # DataPointFlags.NO_RECORDED_VALUE
+    exemplar = pb.Exemplar(as_double=nan(9), filtered_attributes=attrs[:2], span_id=b"\x02")
+    metrics = [
+        pb.Metric(name="g", gauge=pb.Gauge(data_points=[
+            pb.NumberDataPoint(as_double=nan(1), exemplars=[exemplar]), pb.NumberDataPoint(flags=no_value),
+            pb.NumberDataPoint(as_int=-(2**63), attributes=attrs)])),
+        pb.Metric(name="s", metadata=attrs[:2], sum=pb.Sum(aggregation_temporality=2, is_monotonic=True,
+                                                           data_points=[pb.NumberDataPoint(as_int=0)])),
+        pb.Metric(name="h", histogram=pb.Histogram(data_points=[
+            pb.HistogramDataPoint(count=2**64 - 1, sum=nan(2), bucket_counts=[0, 2**64 - 1],
+                                  explicit_bounds=[nan(3)], min=-0.0, flags=no_value,
+                                  exemplars=[pb.Exemplar(as_int=5)])])),
+        pb.Metric(name="e", exponential_histogram=pb.ExponentialHistogram(aggregation_temporality=1, data_points=[
+            pb.ExponentialHistogramDataPoint(scale=-4, zero_threshold=nan(4), negative=pb.ExponentialHistogramDataPoint.Buckets(
+                offset=-7, bucket_counts=[2**64 - 1, 0, 3])),
+            pb.ExponentialHistogramDataPoint(positive=pb.ExponentialHistogramDataPoint.Buckets())])),
+        pb.Metric(name="q", summary=pb.Summary(data_points=[pb.SummaryDataPoint(
+            sum=-0.0, quantile_values=[pb.SummaryDataPoint.ValueAtQuantile(quantile=nan(6), value=-0.0)])])),
+    ]
+    return {
+        "traces": pb.ExportTraceServiceRequest(resource_spans=[pb.ResourceSpans(
+            resource=resource, schema_url="u", scope_spans=[pb.ScopeSpans(scope=scope, spans=[span, pb.Span()])])]),
+        "logs": pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(
+            resource=resource, scope_logs=[pb.ScopeLogs(scope=scope, log_records=logs)])]),
+        "metrics": pb.ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(
+            resource=resource, scope_metrics=[pb.ScopeMetrics(scope=scope, metrics=metrics)])]),
+    }
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_awkward_values_and_nan_payloads(implementation, signal):
+    """NaN compares unequal in messages: the bytes are compared (their bits survive)."""
+    request = awkward_requests()[signal]
+    batch = decoded(signal, request)
+    data = implementation.encode(signal, batch)
+    assert data == encode.reference(signal, batch)
+    assert data == request.SerializeToString()  # one group each: the request itself comes back
+    rows, sources_ = stored(batch)
+    assert implementation.encode(signal, rows, sources_) == data
+    assert schema.DECODERS[signal](data).num_rows == batch.num_rows
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_other_string_and_list_types_are_cast(implementation, signal):
+    """Large strings and lists (Polars' types) are cast, as to_request casts them."""
+    batch = decode.DECODERS[signal](realistic_requests(scale=1)[signal][0])
+    large = pa.Table.from_batches([batch]).cast(pa.schema([
+        field.with_type(pa.large_string()) if field.type == pa.string() else field for field in batch.schema]))
+    assert implementation.encode(signal, large) == implementation.encode(signal, batch)
+
+
+def test_encoding_releases_the_gil():
+    """While a long encode runs in a thread, this thread keeps running Python code."""
+    batch = decode.DECODERS["traces"](realistic_requests(scale=1)["traces"][0])
+    table = pa.Table.from_batches([batch] * 200).combine_chunks()  # 10,000 spans
+    rows, sources_ = stored(table.to_batches()[0])
+    encoder = cython_encoder()
+    encoder.encode("traces", rows, sources_)  # warm up
+    interval = {}
+
+    def work():
+        interval["start"] = time.perf_counter()
+        encoder.encode("traces", rows, sources_)
+        interval["end"] = time.perf_counter()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        ticks = []
+        worker = threading.Thread(target=work)
+        worker.start()
+        while worker.is_alive():
+            ticks.append(time.perf_counter())
+        worker.join()
+    finally:
+        sys.setswitchinterval(old)
+    margin = (interval["end"] - interval["start"]) * 0.1
+    assert [t for t in ticks if interval["start"] + margin < t < interval["end"] - margin], \
+        "the main thread never ran while the encoder worked"
+
+
+def test_concurrent_encoding_is_consistent():
+    batches = [decode.DECODERS[signal](realistic_requests(scale=1)[signal][0]) for signal in SIGNALS]
+    expected = [encode.reference(signal, batch) for signal, batch in zip(SIGNALS, batches)]
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(30):
+                j = (i + k) % 3
+                assert cython_encoder().encode(SIGNALS[j], batches[j]) == expected[j]
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+
+
+def test_repeated_calls_do_not_leak():
+    batch = decode.DECODERS["traces"](realistic_requests(scale=2)["traces"][0])
+    rows, sources_ = stored(batch)
+    broken = batch.set_column(batch.schema.get_field_index("attributes_types"), "attributes_types",
+                              pa.array([b""] * batch.num_rows, pa.binary()))
+
+    def run(n):
+        for _ in range(n):
+            cython_encoder().encode("traces", rows, sources_)
+            list(cython_encoder().requests("traces", batch, None, 7, 5000))
+            with pytest.raises(ValueError):
+                cython_encoder().encode("traces", broken)
+
+    run(20)
+    before = psutil.Process().memory_info().rss
+    run(300)
+    growth = psutil.Process().memory_info().rss - before
+    assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
+
+
+def test_one_encoder_serves_one_call_at_a_time():
+    from otlpd import _encoder
+
+    batch = decode.DECODERS["logs"](realistic_requests(scale=1)["logs"][0])
+    encoder = _encoder.Encoder("logs", batch)
+    pieces = encoder.cut(5, 10**6)
+    assert [count for _, count in pieces] == [5] * (batch.num_rows // 5) + ([batch.num_rows % 5] if batch.num_rows % 5 else [])
+    assert encoder.encode_range(0, batch.num_rows) == encode.reference("logs", batch)
+    with pytest.raises(ValueError):
+        encoder.encode_range(3, batch.num_rows + 1)
+
+
+@pytest.mark.parametrize("pure, expected", [("1", "python"), ("", "cython")])
+def test_the_seam_follows_otlpd_pure_python(pure, expected):
+    env = {**os.environ, "OTLPD_PURE_PYTHON": pure, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", "from otlpd import encode; print(encode.IMPLEMENTATION)"],
+                            env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("garbage", [b"\x0a\x05\x0a", b"\x0a\x02\x2a\x10", b"\x0b", b"\x80", b"\x0a\x01\x2a\xff"])
+def test_array_and_kvlist_bytes_must_be_messages(garbage):
+    """The serialized ArrayValue/KeyValueList of a body goes into the request as it is, so it
+    must be a well-formed message (the reference's parse raises on these too)."""
+    batch = decoded("logs", pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(scope_logs=[pb.ScopeLogs(
+        log_records=[pb.LogRecord(body=pb.AnyValue(array_value=pb.ArrayValue(values=[pb.AnyValue(int_value=1)])))])])]))
+    other = batch.column("body_other").to_pylist()
+    other[0]["bytes"] = garbage
+    broken = batch.set_column(batch.schema.get_field_index("body_other"), "body_other",
+                              pa.array(other, batch.schema.field("body_other").type))
+    with pytest.raises(Exception):
+        encode.reference("logs", broken)
+    with pytest.raises(ValueError, match="array or kvlist"):
+        cython_encoder().encode("logs", broken)

@@ -76,6 +76,79 @@ cdef int parse_double(const uint8_t* p, int64_t n, double* out) except -1 nogil:
     return 0
 
 
+# nested messages of the bytes of an array or kvlist AnyValue (check_nested)
+cdef enum Nested:
+    N_ANYVALUE = 0
+    N_ARRAY = 1      # ArrayValue: 1 repeated AnyValue
+    N_KVLIST = 2     # KeyValueList: 1 repeated KeyValue
+    N_KEYVALUE = 3   # KeyValue: 2 AnyValue
+cdef enum:
+    MAX_NESTING = 100  # upb's default depth limit
+
+
+cdef int rd_varint(const uint8_t** pp, const uint8_t* end, uint64_t* out) except -1 nogil:
+    cdef const uint8_t* p = pp[0]
+    cdef uint64_t v = 0
+    cdef int shift = 0
+    cdef uint8_t byte
+    while True:
+        if p >= end or shift > 63:  # bounds: never read at or past the end of the message
+            fail(b"an array or kvlist AnyValue whose bytes are not a valid message")
+        byte = p[0]
+        v |= (<uint64_t>(byte & 0x7F)) << shift
+        shift += 7
+        p += 1
+        if byte < 0x80:
+            break
+    out[0] = v
+    pp[0] = p
+    return 0
+
+
+cdef int check_nested(const uint8_t* p, const uint8_t* end, int kind, int depth) except -1 nogil:
+    """The bytes of an array or kvlist AnyValue (copied as they are into the request) are a
+    well-formed ArrayValue/KeyValueList: every tag, varint and length within its message,
+    nested AnyValues, KeyValues, arrays and kvlists checked the same way, at most
+    MAX_NESTING deep. What upb would parse but is not checked here: UTF-8 of strings; what
+    it would accept and is refused here: groups (wire types 3 and 4)."""
+    cdef uint64_t tag, length
+    cdef uint32_t field, wire
+    cdef int inner
+    if depth > MAX_NESTING:
+        fail(b"an array or kvlist AnyValue nested too deep")
+    while p < end:
+        rd_varint(&p, end, &tag)
+        field = <uint32_t>(tag >> 3)
+        wire = <uint32_t>(tag & 7)
+        if field == 0 or tag > 0xFFFFFFFFULL:
+            fail(b"an array or kvlist AnyValue whose bytes are not a valid message")
+        if wire == 0:
+            rd_varint(&p, end, &length)
+        elif wire == 1 or wire == 5:
+            if end - p < (8 if wire == 1 else 4):  # bounds: the fixed-size value within the message
+                fail(b"an array or kvlist AnyValue whose bytes are not a valid message")
+            p += 8 if wire == 1 else 4
+        elif wire == 2:
+            rd_varint(&p, end, &length)
+            if length > <uint64_t>(end - p):  # bounds: the field within the message
+                fail(b"an array or kvlist AnyValue whose bytes are not a valid message")
+            inner = -1
+            if kind == N_ARRAY and field == 1 or kind == N_KEYVALUE and field == 2:
+                inner = N_ANYVALUE
+            elif kind == N_KVLIST and field == 1:
+                inner = N_KEYVALUE
+            elif kind == N_ANYVALUE and field == 5:
+                inner = N_ARRAY
+            elif kind == N_ANYVALUE and field == 6:
+                inner = N_KVLIST
+            if inner != -1:
+                check_nested(p, p + length, inner, depth + 1)
+            p += length
+        else:
+            fail(b"an array or kvlist AnyValue whose bytes are not a valid message")
+    return 0
+
+
 cdef int w_anyvalue(Buf* b, uint32_t field, const Col* v, int64_t k) except -1 nogil:
     """ANYVALUE item `k` as the AnyValue field `field`; nothing if it is null (no value).
 
@@ -113,6 +186,7 @@ cdef int w_anyvalue(Buf* b, uint32_t field, const Col* v, int64_t k) except -1 n
         if not col_bytes(&v.child[AV_BYTES], k, &p, &n):
             fail(b"an array or kvlist AnyValue without its bytes")
         # the serialized ArrayValue/KeyValueList as it is (the decoder copied it from the wire)
+        check_nested(p, p + n, N_ARRAY if kind == 5 else N_KVLIST, 1)
         w_ld(b, kind, p, n)
     elif kind != 0:
         fail(b"unknown AnyValue type")
