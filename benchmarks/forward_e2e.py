@@ -162,6 +162,19 @@ def forward_summary(samples: list[dict], ended: float, elapsed: float) -> dict:
     }
 
 
+def settled(node: Node, quiet: float = 1.0, timeout: float = 60.0) -> int:
+    """The node's stored spans once the writer has written everything it accepted (no change
+    for ``quiet`` seconds)."""
+    stored, deadline = node.stored(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = node.stored()
+        if now == stored:
+            break
+        stored = now
+    return stored
+
+
 def drain(spans: int, load: dict, workdir: Path, flags: list[str], timeout: float) -> dict:
     """Store ``spans`` spans in A while its remote is down, start B, time the drain."""
     port = _free_port()
@@ -173,8 +186,7 @@ def drain(spans: int, load: dict, workdir: Path, flags: list[str], timeout: floa
         chunk = dict(load, duration=min(load["duration"] / 4, 5.0))
         while a.stored() < spans:
             run_load(a.server.endpoint, **chunk)
-        time.sleep(1.0)  # the writer writes what it accepted
-        stored = a.stored()
+        stored = settled(a)
         built = time.monotonic() - started
         assert a.forwarding()["sent_records"] == 0, "the remote was down: nothing can have been sent"
         cpu_a = a.server.cpu_seconds()
@@ -194,8 +206,7 @@ def drain(spans: int, load: dict, workdir: Path, flags: list[str], timeout: floa
             time.sleep(0.2)
         seconds = now - up
         cpu = {"cpu_a_s": a.server.cpu_seconds() - cpu_a, "cpu_b_s": b.server.cpu_seconds() - cpu_b}
-        time.sleep(1.0)
-        remote = b.stored()
+        remote = settled(b)
     finally:
         a.stop()
         if b is not None:
@@ -203,7 +214,8 @@ def drain(spans: int, load: dict, workdir: Path, flags: list[str], timeout: floa
     return {"backlog_spans": stored, "build_s": built, "drain_s": seconds, "drain_spans_per_s": stored / seconds,
             "drain_after_first_ack_spans_per_s":
                 (stored - first[1]) / (now - first[0]) if first and now > first[0] else None,
-            "remote_stored": remote, "remote_stored_ok": remote >= stored, **cpu}
+            "remote_stored": remote, "remote_stored_ok": remote >= stored, **cpu,
+            "cpu_a_us_per_span": cpu["cpu_a_s"] / stored * 1e6, "cpu_b_us_per_span": cpu["cpu_b_s"] / stored * 1e6}
 
 
 def _median(values: list) -> str:
