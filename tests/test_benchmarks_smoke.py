@@ -314,3 +314,36 @@ def test_temporality_e2e_converts_and_compares_to_passthrough(tmp_path):
     assert all(key.endswith(("/2", "/None")) for key in runs["passthrough"]["stored_temporality"])
     for mode in ("delta", "cumulative"):
         assert f"{mode}/passthrough stored pts/s: median" in done.stdout
+
+
+def test_forward_e2e_slope_and_summary():
+    from benchmarks.forward_e2e import forward_summary, slope
+
+    assert slope([(0, 5), (1, 7), (2, 9)]) == pytest.approx(2.0)
+    assert slope([(0, 5)]) is None
+    samples = [{"t": t, "a_stored": 1000 * t, "sent": 800 * t, "b_stored": 800 * t, "backlog": 200 * t,
+                "backlog_files": 0} for t in range(11)]
+    summary = forward_summary(samples + [{"t": 20, "a_stored": 0, "sent": 0, "b_stored": 0, "backlog": 0}],
+                              ended=10, elapsed=10)
+    # the sample after the load's end is left out; the backlog grows 200 spans/s
+    assert summary["forward_spans_per_s"] == pytest.approx(800)
+    assert summary["backlog_end"] == 2000 and summary["backlog_slope_per_s"] == pytest.approx(200)
+
+
+@pytest.mark.slow
+def test_forward_e2e_quick_keeps_up_and_drains(tmp_path):
+    report = tmp_path / "forward.json"
+    done = _run("-m", "benchmarks.forward_e2e", "--quick", "--rounds", "1", "--duration", "1.5",
+                "--drain-spans", "5000", "--processes", "1", "--channels", "1", "--concurrency", "1",
+                "--json", str(report), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(report.read_text())
+    assert figures["environment"]["otlpd_encoder"] and figures["environment"]["otlpd_breaker"]
+    off, on = figures["keep_up"]
+    assert not off["forwarding"] and on["forwarding"]
+    assert off["stored_ok"] and on["stored_ok"] and off["stored_items_per_s"] > 0
+    assert on["forward_spans_per_s"] > 0 and on["backlog_series"]
+    [drained] = figures["drain"]
+    assert drained["backlog_spans"] >= 5000 and drained["remote_stored"] >= drained["backlog_spans"]
+    assert drained["drain_spans_per_s"] > 0
+    assert "ingest on/off (per round)" in done.stdout and "drain / ingest off" in done.stdout
