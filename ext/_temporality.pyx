@@ -27,7 +27,6 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
-import base64
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -1335,15 +1334,6 @@ cdef class StreamTable:
 
     # -- the saved state (otlpd.temporality.Converter.state's "streams") -------------
 
-    def state(self):
-        """Every stream as [identity (base64), start, time, value, shape, seen], in order of use."""
-        cdef int64_t s = self.lru_head
-        out = []
-        while s >= 0:
-            out.append(self._entry(s))
-            s = self.streams[s].next
-        return out
-
     # -- the saved state, in binary (temporality.py, "The saved state's format") ---------
 
     def dump(self):
@@ -1526,88 +1516,6 @@ cdef class StreamTable:
         self.removed.n = 0
         self.whole = 0
 
-    cdef object _entry(self, int64_t s):
-        cdef Stream* st = &self.streams[s]
-        cdef Val* v = &st.val
-        cdef int64_t j
-        if st.kind == K_SUM:
-            value = {"value_double": v.vd if v.has_double else None, "value_int": v.vi if v.has_int else None}
-            shape = []
-        else:
-            value = {"count": v.count, "sum": v.sum if v.has_sum else None, "min": v.mn if v.has_min else None,
-                     "max": v.mx if v.has_max else None}
-            if st.kind == K_HIST:
-                value["bucket_counts"] = [v.buckets.data[j] for j in range(v.buckets.n)]
-                shape = [st.shape.nbuckets] + [st.shape.bounds[j] for j in range(st.shape.nbounds)]
-            else:
-                value["zero_count"] = v.zero_count
-                value["positive"] = [[v.pos_lo + j, v.pos.data[j]] for j in range(v.pos.n) if v.pos.data[j]]
-                value["negative"] = [[v.neg_lo + j, v.neg.data[j]] for j in range(v.neg.n) if v.neg.data[j]]
-                shape = [st.shape.scale, st.shape.zero_threshold]
-        return [base64.b64encode(st.key[:st.key_len]).decode("ascii"), st.start, st.time, value, shape, st.seen]
-
-    def load(self, streams, removed=(), bint replace=True):
-        """Take the streams of a saved :meth:`state` (replacing every stream), or (replace
-        false) apply saved :meth:`changes`: forget the ``removed`` identities, then take each
-        stream as if it had just changed. What is loaded counts as saved."""
-        cdef Val v
-        cdef Shape shape
-        cdef int64_t s
-        cdef uint64_t h
-        cdef bytes key
-        cdef int kind
-        if replace:
-            self._clear()
-        for encoded in removed:
-            key = base64.b64decode(encoded)
-            s = self._find(<const uint8_t*>key, len(key), _hash(<const uint8_t*>key, len(key)))
-            if s >= 0:
-                self._remove(s)
-        memset(&v, 0, sizeof(Val))
-        memset(&shape, 0, sizeof(Shape))
-        try:
-            for encoded, start, time, value, shape_list, seen in streams:
-                key = base64.b64decode(encoded)
-                _release_val(&v)
-                free(shape.bounds)
-                memset(&shape, 0, sizeof(Shape))
-                if "value_int" in value:
-                    kind = K_SUM
-                    v.has_int = value["value_int"] is not None
-                    v.vi = value["value_int"] or 0
-                    v.has_double = value["value_double"] is not None
-                    v.vd = value["value_double"] or 0.0
-                else:
-                    kind = K_EXP if "positive" in value else K_HIST
-                    v.count = value["count"] or 0
-                    v.has_sum, v.sum = value["sum"] is not None, value["sum"] or 0.0
-                    v.has_min, v.mn = value["min"] is not None, value["min"] or 0.0
-                    v.has_max, v.mx = value["max"] is not None, value["max"] or 0.0
-                    if kind == K_HIST:
-                        _from_list(&v.buckets, value["bucket_counts"])
-                        shape.nbuckets = shape_list[0]
-                        shape.nbounds = len(shape_list) - 1
-                        shape.bounds = <double*>malloc((shape.nbounds + 1) * sizeof(double))
-                        if shape.bounds == NULL:
-                            raise MemoryError()
-                        for j, bound in enumerate(shape_list[1:]):
-                            shape.bounds[j] = bound
-                    else:
-                        v.zero_count = value["zero_count"] or 0
-                        v.pos_lo = _from_pairs(&v.pos, value["positive"])
-                        v.neg_lo = _from_pairs(&v.neg, value["negative"])
-                        shape.scale, shape.zero_threshold = shape_list
-                h = _hash(<const uint8_t*>key, len(key))
-                s = self._find(<const uint8_t*>key, len(key), h)
-                if s < 0:
-                    s = self._new(<const uint8_t*>key, len(key), h, kind)
-                if s < 0 or self._take(s, start, time, &v, &shape, seen, TAKE_COPY) < 0:
-                    raise MemoryError()
-        finally:
-            _release_val(&v)
-            free(shape.bounds)
-        self.mark_saved()
-
 
 cdef bytearray _vector(const U64s* v):
     return PyByteArray_FromStringAndSize(<const char*>v.data, v.n * sizeof(uint64_t))
@@ -1617,32 +1525,6 @@ cdef int _list_column(Col* c, Col* values, object arr, int64_t rows) except -1:
     _nested(c, arr, rows)
     _fixed(values, arr.values, 0)
     return 0
-
-
-cdef int _from_list(U64s* v, list items) except -1:
-    cdef int64_t j
-    if _reserve(v, len(items)) < 0:
-        raise MemoryError()
-    for j, n in enumerate(items):
-        v.data[j] = n
-    v.n = len(items)
-    return 0
-
-
-cdef int64_t _from_pairs(U64s* v, list pairs) except? -1:
-    """Exponential buckets saved as [index, count] pairs (ascending): their dense range; the
-    first index."""
-    if not pairs:
-        v.n = 0
-        return 0
-    lo, hi = pairs[0][0], pairs[len(pairs) - 1][0]  # (no negative indexes: wraparound=False)
-    if _reserve(v, hi - lo + 1) < 0:
-        raise MemoryError()
-    memset(v.data, 0, (hi - lo + 1) * sizeof(uint64_t))
-    for k, n in pairs:
-        v.data[k - lo] = n
-    v.n = hi - lo + 1
-    return lo
 
 
 cdef object _bitmap(bytearray flags, int64_t rows, bint always=False):

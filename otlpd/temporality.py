@@ -508,10 +508,17 @@ class NativeConverter(Converter):
         raise NotImplementedError("the native converter converts batches (convert)")
 
     def state(self) -> dict:
-        return {"version": STATE_VERSION, "temporality": self.settings.temporality, "streams": self._table.state()}
+        return self._twin().state()
 
     def dump(self) -> bytes:
         return self._table.dump()
+
+    def _twin(self) -> Converter:
+        """The reference holding this converter's streams (for the JSON view of state() and
+        load(): the table itself speaks only the saved binary format)."""
+        twin = Converter(self.settings)
+        twin.load_dump(self._table.dump())
+        return twin
 
     def dump_changes(self) -> bytes | None:
         return self._table.dump_changes()
@@ -522,7 +529,9 @@ class NativeConverter(Converter):
     def load(self, state: dict) -> bool:
         if state.get("version") != STATE_VERSION or state.get("temporality") != self.settings.temporality:
             return False
-        self._table.load(state["streams"])
+        twin = Converter(self.settings)
+        twin.load(state)
+        self._table.load_dump(twin.dump())
         return True
 
     def load_dump(self, data: bytes, replace: bool = True) -> None:
