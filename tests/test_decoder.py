@@ -18,7 +18,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -41,6 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import export_requests
 
+from gil import main_thread_ran_during
 from otlpd import attributes as lean
 from otlpd import proto as pb
 from otlpd import schema, sources
@@ -719,28 +719,9 @@ def test_decoding_releases_the_gil():
     interval; only the middle of the call is checked, to ignore the GIL-held edges.)
     """
     data = traces_request(200) * 20  # concatenated requests merge: 4000 spans
-    interval = {}
-
-    def decode():
-        interval["start"] = time.perf_counter()
-        _decoder.decode_traces(data)
-        interval["end"] = time.perf_counter()
-
     _decoder.decode_traces(data)  # warm up
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    try:
-        ticks = []
-        worker = threading.Thread(target=decode)
-        worker.start()
-        while worker.is_alive():
-            ticks.append(time.perf_counter())
-        worker.join()
-    finally:
-        sys.setswitchinterval(old)
-    margin = (interval["end"] - interval["start"]) * 0.1
-    inside = [t for t in ticks if interval["start"] + margin < t < interval["end"] - margin]
-    assert inside, "the main thread never ran while the decoder worked"
+    assert main_thread_ran_during(lambda: _decoder.decode_traces(data)), \
+        "the main thread never ran while the decoder worked"
 
 
 def test_concurrent_decoding_is_consistent():

@@ -13,7 +13,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -23,6 +22,7 @@ from fuzz_decoder import realistic_requests
 from hypothesis import HealthCheck, given, settings
 from strategies import export_requests, records_multiset
 
+from gil import main_thread_ran_during
 from otlpd import decode, encode, schema, sources
 from otlpd import proto as pb
 from otlpd.schema import SIGNALS
@@ -516,26 +516,7 @@ def test_encoding_releases_the_gil():
     rows, sources_ = stored(table.to_batches()[0])
     encoder = cython_encoder()
     encoder.encode("traces", rows, sources_)  # warm up
-    interval = {}
-
-    def work():
-        interval["start"] = time.perf_counter()
-        encoder.encode("traces", rows, sources_)
-        interval["end"] = time.perf_counter()
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    try:
-        ticks = []
-        worker = threading.Thread(target=work)
-        worker.start()
-        while worker.is_alive():
-            ticks.append(time.perf_counter())
-        worker.join()
-    finally:
-        sys.setswitchinterval(old)
-    margin = (interval["end"] - interval["start"]) * 0.1
-    assert [t for t in ticks if interval["start"] + margin < t < interval["end"] - margin], \
+    assert main_thread_ran_during(lambda: encoder.encode("traces", rows, sources_)), \
         "the main thread never ran while the encoder worked"
 
 
