@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import time as _time
 
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -672,18 +673,39 @@ class SettingChange:
 
 class Stage:
     """The conversion as the metrics writer runs it: on what it drains, in order, on its
-    thread. An item is turned into its stored rows and sources (an otlpd.sources.Lean)."""
+    thread. An item is turned into its stored rows and sources (an otlpd.sources.Lean).
 
-    def __init__(self, converter: Converter, save=None):
+    The state is saved (``save``, called with the converter) after a write that changed it,
+    at most once every ``save_interval`` seconds of ``clock``: the writer asks
+    :meth:`save_in` when to wake at the latest, so the saved state is never more than one
+    interval behind what was written; ``commit(force=True)`` (the writer's last write, at
+    stop) saves whatever is unsaved."""
+
+    def __init__(self, converter: Converter, save=None, save_interval: float = 0.0,
+                 clock: Callable[[], float] = _time.monotonic):
         self.converter = converter
-        self.save = save    # called with the converter after a write that changed its state
+        self.save = save
+        self.save_interval = save_interval
         self.dirty = False
+        self._clock = clock
+        self._saved_at = float("-inf")
 
-    def commit(self) -> None:
-        """The writer wrote what this stage converted: save the state it left."""
-        if self.dirty and self.save is not None:
+    def save_in(self) -> float | None:
+        """Seconds until the unsaved state must be saved (the writer writes by then), or None."""
+        if not self.dirty or self.save is None:
+            return None
+        return max(0.0, self._saved_at + self.save_interval - self._clock())
+
+    def commit(self, force: bool = False) -> None:
+        """The writer wrote what this stage converted: save the state it left, if the last
+        save is an interval old (or ``force``)."""
+        if not self.dirty or self.save is None:
+            return
+        now = self._clock()
+        if force or now >= self._saved_at + self.save_interval:
             self.save(self.converter)
             self.dirty = False
+            self._saved_at = now
 
     def process(self, drained: list) -> list:
         """The items to write for ``drained``, in order. Consecutive requests that need
@@ -784,14 +806,28 @@ IMPLEMENTATION = "python" if pure_python_requested() or _native is None else "cy
 DEFAULT_CONVERTER = implementations()[IMPLEMENTATION]  # what the daemon converts with
 
 
-def _write_atomically(path: Path, data: str | bytes) -> None:
-    """A temporary file renamed into place: a crash leaves the old content or the new."""
+def _write_atomically(path: Path, data: str | bytes | tuple) -> None:
+    """A temporary file renamed into place: a crash leaves the old content or the new. A
+    tuple of bytes is written in its parts (a state of megabytes is not copied together)."""
     scratch = path.with_name(path.name + ".tmp")
-    if isinstance(data, bytes):
-        scratch.write_bytes(data)
-    else:
+    if isinstance(data, str):
         scratch.write_text(data)
+    else:
+        with open(scratch, "wb") as stream:
+            _write_all(stream, (data,) if isinstance(data, bytes) else data)
     os.replace(scratch, path)
+
+
+def _write_all(stream, parts) -> None:
+    """``parts`` to a file opened in binary mode, each without a copy (os.writev of the raw file)."""
+    stream.flush()
+    fd, views = stream.fileno(), [memoryview(part) for part in parts if len(part)]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views and written:
+            views[0] = views[0][written:]
 
 
 _MAGIC = b"OTLPDTS\x00"  # the whole state's file: magic, u32 length, JSON header, the state
@@ -820,7 +856,7 @@ class TemporalityControl:
     """The setting at run time: the configured value, the API's (persisted in the output
     directory until it is removed), and the metrics writer's stage that applies it."""
 
-    def __init__(self, config, output_dir: Path):
+    def __init__(self, config, output_dir: Path, clock: Callable[[], float] = _time.monotonic):
         self.configured = config["metrics.temporality"]
         self.path = Path(output_dir) / STATE_FILE
         self.buffer = None  # the metrics buffer the changes go through (set by the daemon)
@@ -840,7 +876,8 @@ class TemporalityControl:
             max_streams=config["metrics.max_streams"], max_stale_ns=int(config["metrics.max_stale"] * 1e9),
             started_at_ns=_time.time_ns()))
         self._load_streams(converter)
-        self.stage = Stage(converter, save=self._save_streams)
+        self.stage = Stage(converter, save=self._save_streams, save_interval=config["writer.write_interval"],
+                           clock=clock)
 
     def _load_streams(self, converter: Converter) -> None:
         """The streams saved by the last run (the whole state, then the changes logged after
@@ -910,24 +947,25 @@ class TemporalityControl:
                 changes = converter.dump_changes()
             if changes is not None:
                 if changes != _EMPTY_CHANGES:
-                    payload = struct.pack("<Q", self._generation) + changes
-                    frame = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+                    generation = struct.pack("<Q", self._generation)
+                    length = len(generation) + len(changes)  # the frame's parts, not copied together
+                    head = struct.pack("<II", length, zlib.crc32(changes, zlib.crc32(generation)))
                     self._whole_next = True  # until the frame is written whole
                     with open(self.changes_path, "ab") as log_file:
-                        log_file.write(frame)
+                        _write_all(log_file, (head, generation, changes))
                     self._whole_next = False
-                    self._changes_bytes += len(frame)
+                    self._changes_bytes += len(head) + length
                 return
             self._generation += 1
             header = json.dumps({"version": STATE_VERSION, "temporality": converter.settings.temporality,
                                  "generation": self._generation}).encode()
-            data = _MAGIC + struct.pack("<I", len(header)) + header + converter.dump()
+            parts = (_MAGIC, struct.pack("<I", len(header)), header, converter.dump())
             self._whole_next = True
-            _write_atomically(self.streams_path, data)
+            _write_atomically(self.streams_path, parts)
             self.changes_path.unlink(missing_ok=True)  # (its frames are of the older generation)
             self._whole_next = False
             converter.mark_saved()
-            self._whole_bytes, self._changes_bytes = len(data), 0
+            self._whole_bytes, self._changes_bytes = sum(map(len, parts)), 0
         except OSError as error:
             log.error("%s: conversion state not saved: %s", self.streams_path, error)
 

@@ -300,7 +300,11 @@ class SignalWriter:
     def _run(self) -> None:
         next_write = self._clock() + self.settings.write_interval
         while True:
-            self._wake.wait(max(0.0, next_write - self._clock()))
+            wait = next_write - self._clock()
+            save_in = self.stage.save_in() if self.stage is not None else None
+            if save_in is not None and self._last_error is None:  # the conversion state is saved by then
+                wait = min(wait, save_in)
+            self._wake.wait(max(0.0, wait))
             self._wake.clear()
             with self._requests_lock:
                 stopping = self._stopping
@@ -327,7 +331,7 @@ class SignalWriter:
             self._retention()
 
     def _finish(self) -> None:
-        self._write_pending()
+        self._write_pending(final=True)
         self._complete_file()
         with self._requests_lock:
             late, self._rotate_requests = self._rotate_requests, []
@@ -335,7 +339,7 @@ class SignalWriter:
             result.append(None)
             done.set()
 
-    def _write_pending(self) -> None:
+    def _write_pending(self, final: bool = False) -> None:
         # hold: what is being written still counts against the buffer's bounds,
         # so they bound the memory of waiting *and* in-flight rows
         drained = self.buffer.drain(hold=True)
@@ -345,7 +349,7 @@ class SignalWriter:
         self._unwritten = []
         if not items:
             if self.stage is not None:
-                self.stage.commit()  # e.g. a change of the setting alone
+                self.stage.commit(force=final)  # e.g. a change of the setting alone
             return
         written_rows = written_batches = 0
         group: list = []
@@ -381,7 +385,7 @@ class SignalWriter:
             self.counters.add(written_rows=written_rows, written_batches=written_batches)
         self.buffer.release_held()
         if self.stage is not None:
-            self.stage.commit()  # its state now matches what was written
+            self.stage.commit(force=final)  # its state now matches what was written (saved once an interval)
         self._last_error = None
         self._update_state()
 

@@ -365,6 +365,56 @@ def test_the_stage_converts_consecutive_requests_as_one_run(mask, monkeypatch):
         [stream[:-1] for stream in alone.converter.state()["streams"]]
 
 
+def test_the_state_is_saved_at_most_once_an_interval_and_always_at_stop():
+    """Stage.commit saves after a write that changed the state once the last save is
+    save_interval old; save_in tells the writer when the unsaved state is due (it wakes by
+    then, so the saved state is never more than an interval behind); force (the writer's
+    last write, at stop) saves at once."""
+    from otlpd import decode
+
+    now, saves = [100.0], []
+    stage = temporality.Stage(delta(initial_value="keep"), save=lambda converter: saves.append(now[0]),
+                              save_interval=1.0, clock=lambda: now[0])
+
+    def write(value):
+        stage.process([decode.BUFFER_DECODERS["metrics"](request([sum_metric([(100, 100 + value, value)])]).SerializeToString())])
+        stage.commit()
+
+    assert stage.save_in() is None  # nothing to save
+    write(1)
+    assert saves == [100.0] and stage.save_in() is None  # the first save at once
+    now[0] = 100.4
+    write(2)
+    assert saves == [100.0]  # within the interval: not yet
+    assert stage.save_in() == pytest.approx(0.6)
+    now[0] = 100.9
+    stage.commit()  # a write with nothing new (the writer woke for the save): still early
+    assert saves == [100.0]
+    now[0] = 101.0
+    stage.commit()
+    assert saves == [100.0, 101.0] and stage.save_in() is None
+    now[0] = 101.2
+    write(3)
+    stage.commit(force=True)  # the writer's last write, at stop
+    assert saves == [100.0, 101.0, 101.2] and not stage.dirty
+
+
+def test_the_writer_saves_the_conversion_state_at_stop(tmp_path):
+    """With a long write interval, the daemon's metrics writer still leaves the state of
+    what it wrote on disk when it stops (its last write forces the save)."""
+    from otlpd.config import resolve
+    from otlpd.daemon import Daemon
+
+    with Daemon.embedded(tmp_path, **{"metrics.temporality": "delta", "metrics.initial_value": "keep",
+                                      "writer.write_interval": "1h"}) as daemon:
+        daemon.ingest("metrics", request([sum_metric([(100, 110, 1)])]).SerializeToString())
+        daemon.ingest("metrics", request([sum_metric([(100, 120, 4)])]).SerializeToString())
+    restarted = temporality.TemporalityControl(resolve({}, {}, {
+        "output_dir": str(tmp_path), "metrics.temporality": "delta"}), tmp_path)
+    [stream] = restarted.stage.converter.state()["streams"]
+    assert stream[2] == 120 * S  # the last point's time: nothing written was left unsaved
+
+
 def test_saving_logs_only_the_streams_that_changed(tmp_path, monkeypatch):
     """TemporalityControl saves the whole state once, then a frame of changes a write (the
     streams converted since, those expired); a restart takes the whole state and the frames
@@ -377,12 +427,15 @@ def test_saving_logs_only_the_streams_that_changed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(temporality, "DEFAULT_CONVERTER", Converter)  # the one under test
 
+    now = [0.0]  # the stage's clock: a save at most once a writer.write_interval (1 s)
+
     def control():
         return temporality.TemporalityControl(resolve({}, {}, {
             "output_dir": str(tmp_path), "metrics.temporality": "delta", "metrics.initial_value": "keep",
-            "metrics.max_stale": "1h"}), tmp_path)
+            "metrics.max_stale": "1h"}), tmp_path, clock=lambda: now[0])
 
     def write(stage, *metrics):
+        now[0] += 1.0
         stage.process([decode.BUFFER_DECODERS["metrics"](request(list(metrics)).SerializeToString())])
         stage.commit()
 
