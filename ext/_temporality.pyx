@@ -93,6 +93,9 @@ cdef struct Stream:
     int64_t prev, next        # in order of last use (the LRU list), or the free list
     uint8_t dirty             # changed since the state was last saved (the dirty streams are
                               # the end of the LRU list: each change moves its stream there)
+    int64_t succ              # index + 1 of the stream the row after this one's last took (0:
+                              # none): reports list their series in the same order every time, so
+                              # it is the next row's first guess (checked in full; a hint only)
 
 cdef struct Settings:
     int target                # DELTA, CUMULATIVE
@@ -694,9 +697,10 @@ cdef class StreamTable:
     cdef Val* emitted         # what _emit stores for the last row converted: cur, row or a stream's
     cdef Bytes removed        # identities expired since the state was last saved (u32 length, bytes)
     cdef bint whole           # the next save must be the whole state (nothing saved yet, or a reset)
+    cdef int64_t prev_s       # the stream of the last row looked up in this run, or -1
 
     def __cinit__(self):
-        self.free_head = self.lru_head = self.lru_tail = -1
+        self.free_head = self.lru_head = self.lru_tail = self.prev_s = -1
         self.whole = 1
         self.nslots = 64
         self.slots = <int64_t*>malloc(self.nslots * sizeof(int64_t))
@@ -740,6 +744,7 @@ cdef class StreamTable:
         memset(self.slots, 0, self.nslots * sizeof(int64_t))
         self.removed.n = 0
         self.whole = 1
+        self.prev_s = -1
 
     # -- index
 
@@ -755,6 +760,28 @@ cdef class StreamTable:
                 return s
             at = (at + 1) & mask
         return -1
+
+    cdef int64_t _guess(self) noexcept nogil:
+        """The stream of self.key if it is the one that followed the last row's stream last
+        time (compared in full), else -1; then it is the last row's stream."""
+        cdef int64_t g
+        cdef Stream* st
+        if self.prev_s < 0:
+            return -1
+        g = self.streams[self.prev_s].succ - 1
+        if g < 0 or g >= self.pool:
+            return -1
+        st = &self.streams[g]
+        if st.key == NULL or st.key_len != self.key.n or memcmp(st.key, self.key.data, self.key.n) != 0:
+            return -1
+        self.prev_s = g
+        return g
+
+    cdef inline void _follows(self, int64_t s) noexcept nogil:
+        """Stream s took the row after the last row's stream: the next guess after that one."""
+        if self.prev_s >= 0:
+            self.streams[self.prev_s].succ = s + 1
+        self.prev_s = s
 
     cdef void _index(self, int64_t s) noexcept nogil:
         cdef uint64_t mask = self.nslots - 1
@@ -937,8 +964,14 @@ cdef class StreamTable:
         r = _identity(x, i, kind, &self.key, &self.scratch, &self.scratch_cap)
         if r < 0:
             return r
-        h = _hash(self.key.data, self.key.n)
-        s = self._find(self.key.data, self.key.n, h)
+        s = self._guess()
+        if s >= 0:
+            h = self.streams[s].hash
+        else:
+            h = _hash(self.key.data, self.key.n)
+            s = self._find(self.key.data, self.key.n, h)
+            if s >= 0:
+                self._follows(s)
         if s < 0 and self.size >= st.max_streams:
             counts.over_limit += 1
             counts.passed += 1
@@ -975,6 +1008,7 @@ cdef class StreamTable:
                     s = self._new(self.key.data, self.key.n, h, kind)
                     if s < 0:
                         return -1
+                    self._follows(s)
                 if self._take(s, start, time, &v, &shape, st.now, TAKE_COPY) < 0:
                     return -1
                 if not keep:
@@ -996,6 +1030,7 @@ cdef class StreamTable:
                     s = self._new(self.key.data, self.key.n, h, kind)
                     if s < 0:
                         return -1
+                    self._follows(s)
                 if self._take(s, start, time, &v, &shape, st.now, TAKE_COPY) < 0:
                     return -1
             else:
@@ -1015,6 +1050,7 @@ cdef class StreamTable:
         cdef int64_t i
         cdef int r, kind
         self._expire(st)
+        self.prev_s = -1  # (expiry may have freed it)
         out.buckets_offsets[0] = out.pos_offsets[0] = out.neg_offsets[0] = 0
         for i in range(x.rows):
             r = self._row(x, i, st, counts, out, &kind)

@@ -140,3 +140,27 @@ def test_the_native_converter_agrees_with_the_reference(data):
         expected = _stored(reference, message, now)
         _same(expected, _stored(swapped[0], message, now))
         _same(expected, _stored(swapped[1], message, now))
+
+
+def test_the_next_row_guess_never_takes_another_stream():
+    """The native table guesses each row's stream from the one that followed the last row's
+    stream last time (reports list their series in one order). Reports in that order, then in
+    another, with streams expired and their slots taken by new ones between them: every row
+    gets its own stream, exactly as the reference's lookup by identity."""
+    from test_temporality import sum_metric
+
+    options = Settings(temporality="delta", initial_value="keep", max_stale_ns=30 * S)
+    reference, native = temporality.Converter(options), temporality.NativeConverter(options)
+
+    def report(t, names, value):
+        return request([sum_metric([(1, t, value * (i + 1))], attrs=[("series", name)]) for i, name in enumerate(names)])
+
+    now = 1000 * S
+    plan = [("abc", 1), ("abc", 2), ("abc", 3), ("cba", 4), ("ad", 5), ("adc", 6), ("dab", 7), ("abc", 8), ("bca", 9)]
+    for t, (names, value) in enumerate(plan, start=2):
+        now += 20 * S  # b and c, left out of a report, expire after the next: their slots go to new streams
+        message = report(t * 10, names, value)
+        _same(_stored(reference, message, now), _stored(native, message, now))
+        assert reference.counters.snapshot() == native.counters.snapshot()
+        assert native.dump() == reference.dump()
+    assert native.counters.converted_points > 10  # the deltas were computed, not all baselines
