@@ -93,6 +93,9 @@ cdef struct Stream:
     int64_t prev, next        # in order of last use (the LRU list), or the free list
     uint8_t dirty             # changed since the state was last saved (the dirty streams are
                               # the end of the LRU list: each change moves its stream there)
+    uint64_t serial           # its number (temporality.py, "The saved state's format")
+    uint8_t persisted         # its identity is in the saved state or a saved change: a change
+                              # names it by serial alone
     int64_t succ              # index + 1 of the stream the row after this one's last took (0:
                               # none): reports list their series in the same order every time, so
                               # it is the next row's first guess (checked in full; a hint only)
@@ -695,9 +698,11 @@ cdef class StreamTable:
     cdef Val tmp, cur         # scratch values the table owns
     cdef Val row              # the last row's value (its vectors point into the batch)
     cdef Val* emitted         # what _emit stores for the last row converted: cur, row or a stream's
-    cdef Bytes removed        # identities expired since the state was last saved (u32 length, bytes)
+    cdef Bytes removed        # the serials (u64) of the streams expired since the state was last saved
     cdef bint whole           # the next save must be the whole state (nothing saved yet, or a reset)
     cdef int64_t prev_s       # the stream of the last row looked up in this run, or -1
+    cdef uint64_t next_serial # the number of the next new stream
+    cdef object by_serial     # while loading saved changes: {serial: stream index}, else None
 
     def __cinit__(self):
         self.free_head = self.lru_head = self.lru_tail = self.prev_s = -1
@@ -725,6 +730,7 @@ cdef class StreamTable:
     def clear(self):
         """Forget every stream."""
         self._clear()
+        self.by_serial = None
 
     cdef void _clear(self) noexcept nogil:
         cdef int64_t i = self.lru_head
@@ -745,6 +751,7 @@ cdef class StreamTable:
         self.removed.n = 0
         self.whole = 1
         self.prev_s = -1
+        self.next_serial = 0
 
     # -- index
 
@@ -845,8 +852,7 @@ cdef class StreamTable:
         self.lru_tail = s
 
     cdef void _remove(self, int64_t s) noexcept nogil:
-        if not self.whole and (_put_u32(&self.removed, <uint32_t>self.streams[s].key_len) < 0
-                               or _put(&self.removed, self.streams[s].key, self.streams[s].key_len) < 0):
+        if not self.whole and _put_i64(&self.removed, <int64_t>self.streams[s].serial) < 0:
             self.whole = 1  # (no memory to note it: the next save is whole)
         self._unindex(s)
         self._unlink(s)
@@ -858,8 +864,9 @@ cdef class StreamTable:
         self.free_head = s
         self.size -= 1
 
-    cdef int64_t _new(self, const uint8_t* key, int64_t n, uint64_t h, int kind) noexcept nogil:
-        """A new stream (last in use order) for this identity, or -1 (no memory)."""
+    cdef int64_t _new(self, const uint8_t* key, int64_t n, uint64_t h, int kind, int64_t serial) noexcept nogil:
+        """A new stream (last in use order) for this identity, numbered ``serial`` (a loaded
+        one), or the next number if it is -1; or -1 (no memory)."""
         cdef int64_t s, pool, i
         cdef Stream* grown
         if (self.size + 1) * 2 > self.nslots and self._grow_index() < 0:
@@ -887,6 +894,11 @@ cdef class StreamTable:
         self.streams[s].key_len = n
         self.streams[s].hash = h
         self.streams[s].kind = <uint8_t>kind
+        if serial < 0:
+            serial = <int64_t>self.next_serial
+        self.streams[s].serial = <uint64_t>serial
+        if <uint64_t>serial >= self.next_serial:
+            self.next_serial = <uint64_t>serial + 1
         self._index(s)
         self._link_last(s)
         self.size += 1
@@ -1005,7 +1017,7 @@ cdef class StreamTable:
                 else:
                     keep = start != time and start > 0 and start >= stream.time
                 if first:
-                    s = self._new(self.key.data, self.key.n, h, kind)
+                    s = self._new(self.key.data, self.key.n, h, kind, -1)
                     if s < 0:
                         return -1
                     self._follows(s)
@@ -1027,7 +1039,7 @@ cdef class StreamTable:
                 return 0
             if stream == NULL or not _same_shape(&shape, &stream.shape, kind):
                 if stream == NULL:
-                    s = self._new(self.key.data, self.key.n, h, kind)
+                    s = self._new(self.key.data, self.key.n, h, kind, -1)
                     if s < 0:
                         return -1
                     self._follows(s)
@@ -1180,6 +1192,7 @@ cdef class StreamTable:
         st.max_stale = max_stale_ns if max_stale_ns > 0 else 0x7FFFFFFFFFFFFFFF
         st.started_at = started_at_ns
         st.now = now_ns
+        self.by_serial = None  # (a conversion may add and remove streams: the next load builds it again)
         if rows == 0:
             self._expire(&st)
             return batch, (0, 0, 0, 0, 0, 0)
@@ -1381,7 +1394,7 @@ cdef class StreamTable:
             if _put_u32(&out, <uint32_t>self.size) < 0:
                 raise MemoryError()
             while s >= 0:
-                if self._put_record(&out, s) < 0:
+                if self._put_record(&out, s, 1) < 0:
                     raise MemoryError()
                 s = self.streams[s].next
             return out.data[:out.n] if out.n else b""
@@ -1398,11 +1411,8 @@ cdef class StreamTable:
             return None
         memset(&out, 0, sizeof(Bytes))
         try:
-            n = 0
-            while at + 4 <= self.removed.n:  # (the log of removals holds whole entries only)
-                at += 4 + _u32_at(self.removed.data + at)
-                n += 1
-            if _put_u32(&out, <uint32_t>n) < 0 or _put(&out, self.removed.data, self.removed.n) < 0:
+            n = self.removed.n // 8  # (the serials of the streams expired)
+            if _put_u32(&out, <uint32_t>n) < 0 or _put(&out, self.removed.data, n * 8) < 0:
                 raise MemoryError()
             while s >= 0 and self.streams[s].dirty:  # the changed streams are the last used
                 s = self.streams[s].prev
@@ -1412,20 +1422,26 @@ cdef class StreamTable:
                 raise MemoryError()
             s = first
             while s >= 0:
-                if self._put_record(&out, s) < 0:
+                if self._put_record(&out, s, not self.streams[s].persisted) < 0:
                     raise MemoryError()
                 self.streams[s].dirty = 0
+                self.streams[s].persisted = 1
                 s = self.streams[s].next
             self.removed.n = 0
             return out.data[:out.n]
         finally:
             free(out.data)
 
-    cdef int _put_record(self, Bytes* out, int64_t s) noexcept nogil:
+    cdef int _put_record(self, Bytes* out, int64_t s, bint named) noexcept nogil:
+        """Stream s's record; named: with its identity (else its serial alone names it)."""
         cdef Stream* st = &self.streams[s]
         cdef Val* v = &st.val
         cdef uint8_t flags
-        if (_put_text(out, st.key, st.key_len) < 0 or _put_byte(out, st.kind) < 0 or _put_i64(out, st.start) < 0
+        if _put_i64(out, <int64_t>st.serial) < 0 or _put_byte(out, 1 if named else 0) < 0:
+            return -1
+        if named and _put_text(out, st.key, st.key_len) < 0:
+            return -1
+        if (_put_byte(out, st.kind) < 0 or _put_i64(out, st.start) < 0
                 or _put_i64(out, st.time) < 0 or _put_i64(out, st.seen) < 0):
             return -1
         if st.kind == K_SUM:
@@ -1453,48 +1469,70 @@ cdef class StreamTable:
         :meth:`dump_changes`. What is loaded counts as saved. ValueError if it is not one."""
         cdef const uint8_t[::1] view = data
         cdef Cursor c
-        cdef int64_t n, i, s, key_len
-        cdef const uint8_t* key
+        cdef int64_t n, i, s, serial
         c.p = &view[0] if len(view) else NULL
         c.n = len(view)
         c.at = 0
         if replace:
             self._clear()
+            self.by_serial = {}
         else:
+            if self.by_serial is None:  # (kept from one loaded change to the next, until a conversion)
+                self.by_serial = {}
+                s = self.lru_head
+                while s >= 0:
+                    self.by_serial[self.streams[s].serial] = s
+                    s = self.streams[s].next
             n = _get_u32(&c)
             for i in range(n):
-                key_len = _get_u32(&c)
-                key = _get(&c, key_len)
-                if key == NULL:
+                serial = _get_i64(&c)
+                if c.at < 0:
                     break
-                s = self._find(key, key_len, _hash(key, key_len))
+                s = self.by_serial.pop(<uint64_t>serial, -1)
                 if s >= 0:
                     self._remove(s)
         n = _get_u32(&c)
-        for i in range(n):
-            if c.at < 0 or self._get_record(&c) < 0:
-                break
+        try:
+            for i in range(n):
+                if c.at < 0 or self._get_record(&c) < 0:
+                    break
+        finally:
+            self._loaded()
         if c.at < 0 or c.at != c.n:
-            self.mark_saved()
             raise ValueError("not a saved temporality state (cut short, or bytes left over)")
-        self.mark_saved()
+
+    cdef void _loaded(self) noexcept:
+        """After a load: what was loaded is saved (its streams persisted as they were taken)."""
+        cdef int64_t s = self.lru_tail
+        while s >= 0 and self.streams[s].dirty:
+            self.streams[s].dirty = 0
+            s = self.streams[s].prev
+        self.removed.n = 0
+        self.whole = 0
 
     cdef int _get_record(self, Cursor* c) except -2:
         """One stream's record: taken (as its latest change), or -1 if the data ends."""
         cdef Val v
         cdef Shape shape
-        cdef int64_t key_len, s, start, time, seen
+        cdef int64_t key_len, s, start, time, seen, serial
         cdef const uint8_t* key
         cdef const uint8_t* raw
         cdef uint8_t flags
-        cdef int kind, r
+        cdef int kind, r, named
         memset(&v, 0, sizeof(Val))
         memset(&shape, 0, sizeof(Shape))
-        key_len = _get_u32(c)
-        key = _get(c, key_len)
+        serial = _get_i64(c)
+        named = _get_byte(c)
+        key = NULL
+        key_len = 0
+        if named == 1:
+            key_len = _get_u32(c)
+            key = _get(c, key_len)
+        elif named != 0:
+            c.at = -1
         kind = _get_byte(c)
         start, time, seen = _get_i64(c), _get_i64(c), _get_i64(c)
-        if c.at < 0 or key == NULL or kind < K_SUM or kind > K_EXP:
+        if c.at < 0 or (named and key == NULL) or kind < K_SUM or kind > K_EXP:
             c.at = -1
             return -1
         try:
@@ -1532,23 +1570,38 @@ cdef class StreamTable:
                         raise MemoryError()
             if c.at < 0:
                 return -1
-            h = _hash(key, key_len)
-            s = self._find(key, key_len, h)
-            if s < 0:
-                s = self._new(key, key_len, h, kind)
-            if s < 0 or self._take(s, start, time, &v, &shape, seen, TAKE_COPY) < 0:
+            if not named:  # a change of a stream saved before: its serial names it
+                s = self.by_serial.get(<uint64_t>serial, -1)
+                if s < 0:
+                    raise ValueError("not a saved temporality state (a change of no known stream)")
+            else:
+                h = _hash(key, key_len)
+                s = self._find(key, key_len, h)
+                if s < 0:
+                    s = self._new(key, key_len, h, kind, serial)
+                    if s < 0:
+                        raise MemoryError()
+                elif self.streams[s].serial != <uint64_t>serial:
+                    self.by_serial.pop(self.streams[s].serial, None)
+                    self.streams[s].serial = <uint64_t>serial
+                    if <uint64_t>serial >= self.next_serial:
+                        self.next_serial = <uint64_t>serial + 1
+                self.by_serial[<uint64_t>serial] = s
+            if self._take(s, start, time, &v, &shape, seen, TAKE_COPY) < 0:
                 raise MemoryError()
+            self.streams[s].persisted = 1
             return 0
         finally:
             _release_val(&v)
             free(shape.bounds)
 
     def mark_saved(self):
-        """The whole state was saved: nothing is changed since."""
-        cdef int64_t s = self.lru_tail
-        while s >= 0 and self.streams[s].dirty:
+        """The whole state was saved: nothing is changed since, every stream's identity is saved."""
+        cdef int64_t s = self.lru_head
+        while s >= 0:
             self.streams[s].dirty = 0
-            s = self.streams[s].prev
+            self.streams[s].persisted = 1
+            s = self.streams[s].next
         self.removed.n = 0
         self.whole = 0
 

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 DELTA, CUMULATIVE = 1, 2
 MODES = ("cumulative", "delta", "passthrough")
 INITIAL_VALUES = ("auto", "keep", "drop")
-STATE_VERSION = 3  # of the saved state (1 keyed streams by Python tuples, 2 was JSON)
+STATE_VERSION = 4  # of the saved state (1 keyed streams by Python tuples, 2 was JSON, 3 wrote every
+                   # change with its identity; 4 numbers the streams, below)
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 CONVERTIBLE = ("sum", "histogram", "exponential_histogram")
 
@@ -260,8 +261,14 @@ class Converter:
         # since the state was last saved: the streams changed (the end of the order of use),
         # those expired, and whether only the whole state will do
         self._dirty: set[bytes] = set()
-        self._removed: list[bytes] = []
+        self._removed: list[int] = []
         self._whole = True
+        # every stream's serial number, given in order of creation: a saved change names a stream
+        # whose identity is already saved by its number alone
+        self._serial: dict[bytes, int] = {}
+        self._by_serial: dict[int, bytes] = {}
+        self._persisted: set[bytes] = set()
+        self._next_serial = 0
 
     @property
     def streams(self) -> int:
@@ -273,6 +280,10 @@ class Converter:
         self._dirty.clear()
         self._removed.clear()
         self._whole = True
+        self._serial.clear()
+        self._by_serial.clear()
+        self._persisted.clear()
+        self._next_serial = 0
 
     def target(self) -> int | None:
         return {"cumulative": CUMULATIVE, "delta": DELTA}.get(self.settings.temporality)
@@ -337,7 +348,8 @@ class Converter:
 
     def dump(self) -> bytes:
         """The whole state in the saved format (below, "The saved state's format")."""
-        return _u32(len(self._streams)) + b"".join(_record(key, s) for key, s in self._streams.items())
+        return _u32(len(self._streams)) + b"".join(_record(self._serial[key], key, s)
+                                                    for key, s in self._streams.items())
 
     def dump_changes(self) -> bytes | None:
         """What changed since the state was last saved, in the saved format: the identities
@@ -349,9 +361,11 @@ class Converter:
         for key in reversed(self._streams):  # the changed streams are the last used
             if key not in self._dirty:
                 break
-            changed.append(_record(key, self._streams[key]))
+            changed.append(_record(self._serial[key], key if key not in self._persisted else None,
+                                   self._streams[key]))
+            self._persisted.add(key)
         changed.reverse()
-        out = _u32(len(self._removed)) + b"".join(_u32(len(key)) + key for key in self._removed)
+        out = _u32(len(self._removed)) + b"".join(struct.pack("<Q", serial) for serial in self._removed)
         self._dirty.clear()
         self._removed.clear()
         return out + _u32(len(changed)) + b"".join(changed)
@@ -361,14 +375,16 @@ class Converter:
         self._dirty.clear()
         self._removed.clear()
         self._whole = False
+        self._persisted = set(self._streams)
 
     def load(self, state: dict) -> bool:
         """Take the streams of a saved :meth:`state` if it is of this setting (True), else
         nothing (False)."""
         if state.get("version") != STATE_VERSION or state.get("temporality") != self.settings.temporality:
             return False
-        self._streams = {base64.b64decode(key): _Stream(start, time, _value_from_json(value), tuple(shape), seen)
-                         for key, start, time, value, shape, seen in state["streams"]}
+        self.reset()
+        for key, start, time, value, shape, seen in state["streams"]:
+            self._touch(base64.b64decode(key), _Stream(start, time, _value_from_json(value), tuple(shape), seen))
         self.mark_saved()
         return True
 
@@ -377,17 +393,31 @@ class Converter:
         :meth:`dump_changes`. What is loaded counts as saved. ValueError if it is not one."""
         reader = _Reader(data)
         if replace:
-            self._streams.clear()
+            self.reset()
         else:
             for _ in range(reader.u32()):
-                self._streams.pop(reader.take(reader.u32()), None)
+                key = self._by_serial.get(reader.unpack("<Q")[0])
+                if key is not None:
+                    del self._streams[key]
+                    self._forget(key)
         try:
             for _ in range(reader.u32()):
-                key, stream = reader.record()
+                serial, key, stream = reader.record()
+                if key is None:
+                    key = self._by_serial.get(serial)
+                    if key is None:
+                        raise ValueError("not a saved temporality state (a change of no known stream)")
+                elif self._serial.get(key, serial) != serial:
+                    del self._by_serial[self._serial[key]]
+                self._serial[key], self._by_serial[serial] = serial, key
+                self._next_serial = max(self._next_serial, serial + 1)
                 self._touch(key, stream)
             reader.end()
         finally:
-            self.mark_saved()
+            self._dirty.clear()
+            self._removed.clear()
+            self._whole = False
+            self._persisted = set(self._streams)
 
     def _expire(self) -> None:
         """Forget the streams idle for longer than max_stale_ns. The table is in order of
@@ -403,12 +433,22 @@ class Converter:
             stale.append(key)
         for key in stale:
             del self._streams[key]
-            self._dirty.discard(key)
+            serial = self._forget(key)
             if not self._whole:
-                self._removed.append(key)
+                self._removed.append(serial)
+
+    def _forget(self, key: bytes) -> int:
+        """A stream removed: its number and marks go (returns the number)."""
+        serial = self._serial.pop(key)
+        del self._by_serial[serial]
+        self._dirty.discard(key)
+        self._persisted.discard(key)
+        return serial
 
     def _touch(self, key: bytes, stream: _Stream) -> None:
-        self._streams.pop(key, None)
+        if self._streams.pop(key, None) is None and key not in self._serial:  # a new stream: the next number
+            self._serial[key], self._by_serial[self._next_serial] = self._next_serial, key
+            self._next_serial += 1
         self._streams[key] = stream
         self._dirty.add(key)
 
@@ -541,9 +581,13 @@ class NativeConverter(Converter):
 
 # -- The saved state's format (little-endian; the native converter reads and writes the same):
 #   state:    u32 n, n records, in order of use
-#   changes:  u32 n, n times (u32 length, identity) expired; u32 m, m records changed, in order of use
-#   record:   u32 length, identity; u8 kind (1 sum, 2 histogram, 3 exponential); i64 start, time,
-#             seen; then a sum: u8 flags (1 int, 2 double), i64 value_int, f64 value_double; else
+#   changes:  u32 n, n u64 serials of the streams expired; u32 m, m records changed, in order of use
+#   record:   u64 serial (a stream's number, given in order of creation from 0 after a reset, or
+#             taken from its record when loaded, the next new one after the highest loaded);
+#             u8 1 then u32 length, identity (always in a state, and in changes for a stream whose
+#             identity no saved state or change holds yet), or u8 0 (a change of a stream already
+#             saved: its serial names it); then u8 kind (1 sum, 2 histogram, 3 exponential); i64
+#             start, time, seen; then a sum: u8 flags (1 int, 2 double), i64 value_int, f64 value_double; else
 #             u64 count, u8 flags (1 sum, 2 min, 4 max), f64 sum, min, max, then a histogram:
 #             u32 n, u64[n] bucket counts, i64 number of buckets, u32 n, f64[n] bounds; an
 #             exponential one: u64 zero_count, i64 scale, f64 zero_threshold, and per side
@@ -554,9 +598,11 @@ def _u32(n: int) -> bytes:
     return struct.pack("<I", n)
 
 
-def _record(key: bytes, stream: _Stream) -> bytes:
+def _record(serial: int, key: bytes | None, stream: _Stream) -> bytes:
+    """A stream's record; ``key`` None: without its identity (a change of a saved stream)."""
     value, kind = stream.value, _KIND_OF[_value_kind(stream.value)]
-    out = [_u32(len(key)), key, struct.pack("<Bqqq", kind, stream.start, stream.time, stream.seen)]
+    named = [struct.pack("<QB", serial, 0)] if key is None else [struct.pack("<QBI", serial, 1, len(key)), key]
+    out = [*named, struct.pack("<Bqqq", kind, stream.start, stream.time, stream.seen)]
     if kind == 1:
         vi, vd = value["value_int"], value["value_double"]
         out.append(struct.pack("<Bqd", (vi is not None) | (vd is not None) << 1, _or0(vi), _or0(vd)))
@@ -617,12 +663,16 @@ class _Reader:
         n = self.u32()
         return list(self.unpack(f"<{n}Q"))
 
-    def record(self) -> tuple[bytes, _Stream]:
-        key = self.take(self.u32())
+    def record(self) -> tuple[int, bytes | None, _Stream]:
+        """(serial, identity or None when the record names its stream by serial only, stream)."""
+        serial, named = self.unpack("<QB")
+        if named > 1:
+            raise ValueError("not a saved temporality state (a record neither named nor numbered)")
+        key = self.take(self.u32()) if named else None
         kind, start, time, seen = self.unpack("<Bqqq")
         if kind == 1:
             flags, vi, vd = self.unpack("<Bqd")
-            return key, _Stream(start, time, {"value_double": vd if flags & 2 else None,
+            return serial, key, _Stream(start, time, {"value_double": vd if flags & 2 else None,
                                               "value_int": vi if flags & 1 else None}, (), seen)
         if kind not in (2, 3):
             raise ValueError("not a saved temporality state (a record of no known kind)")
@@ -633,12 +683,12 @@ class _Reader:
             value["bucket_counts"] = self.counts()
             nbuckets, = self.unpack("<q")
             bounds = self.unpack(f"<{self.u32()}d")
-            return key, _Stream(start, time, value, (nbuckets, *bounds), seen)
+            return serial, key, _Stream(start, time, value, (nbuckets, *bounds), seen)
         value["zero_count"], scale, zero_threshold = self.unpack("<Qqd")
         for side in ("positive", "negative"):
             low_index, = self.unpack("<q")
             value[side] = {low_index + i: n for i, n in enumerate(self.counts()) if n}
-        return key, _Stream(start, time, value, (scale, zero_threshold), seen)
+        return serial, key, _Stream(start, time, value, (scale, zero_threshold), seen)
 
 
 def _entry(key: bytes, stream: _Stream) -> list:

@@ -365,6 +365,42 @@ def test_the_stage_converts_consecutive_requests_as_one_run(mask, monkeypatch):
         [stream[:-1] for stream in alone.converter.state()["streams"]]
 
 
+def test_a_saved_change_names_a_saved_stream_by_its_serial_alone():
+    """A stream's identity (431 bytes a series in the benchmark, most of it the resource) is
+    saved once: a later change of it is its serial and its values. A change that names a
+    stream no saved state holds is refused as damaged, and nothing of it is taken."""
+    import struct
+
+    from otlpd import decode
+
+    converter = delta(initial_value="keep")
+
+    def convert(*metrics):
+        item = decode.BUFFER_DECODERS["metrics"](request(list(metrics)).SerializeToString())
+        converter.convert(decode.as_batch(item), now_ns=1000 * S, source_keys=dict(zip(item.source_ids, item.source_keys)))
+
+    convert(sum_metric([(100, 110, 1)], attrs=[("a", "1")]), sum_metric([(100, 110, 1)], attrs=[("a", "2")]))
+    whole = converter.dump()
+    converter.mark_saved()
+    convert(sum_metric([(100, 120, 5)], attrs=[("a", "1")]), sum_metric([(100, 120, 1)], attrs=[("a", "3")]))
+    changes = converter.dump_changes()
+    removed, count = struct.unpack_from("<II", changes)
+    assert (removed, count) == (0, 2)
+    first = struct.unpack_from("<QB", changes, 8)
+    assert first == (0, 0)  # stream 0 ("a"="1"), saved before: by its serial alone
+    assert struct.unpack_from("<QB", changes, 8 + 9 + 1 + 24 + 17) == (2, 1)  # "a"="3" is new: with its identity
+    assert b"svc" not in changes[:8 + 9 + 1 + 24 + 17] and b"svc" in changes[8 + 9 + 1 + 24 + 17:]
+
+    restarted = delta(initial_value="keep")
+    restarted.load_dump(whole)
+    restarted.load_dump(changes, replace=False)
+    assert restarted.dump() == converter.dump()
+    unknown = struct.pack("<IIQB", 0, 1, 7, 0) + changes[8 + 9:8 + 9 + 1 + 24 + 17]  # serial 7: no such stream
+    with pytest.raises(ValueError, match="no known stream"):
+        restarted.load_dump(unknown, replace=False)
+    assert restarted.dump() == converter.dump()
+
+
 def test_the_state_is_saved_at_most_once_an_interval_and_always_at_stop():
     """Stage.commit saves after a write that changed the state once the last save is
     save_interval old; save_in tells the writer when the unsaved state is due (it wakes by
