@@ -97,9 +97,10 @@ def status_with(code: grpc.StatusCode, message: str, retry_delay: float | None =
 class ScriptedRemote:
     """A gRPC server on a free loopback port answering Export calls with ``answer(signal,
     request_bytes, call_number)``: None for OK (an empty response), a float for OK after that
-    many seconds, response bytes, or a grpc.Status to fail with. Every request received is kept."""
+    many seconds, response bytes, or a grpc.Status to fail with. Every request received is kept.
+    Enough threads for every call the three signals' windows have in flight at once."""
 
-    def __init__(self, answer, threads: int = 4, credentials: grpc.ServerCredentials | None = None):
+    def __init__(self, answer, threads: int = 16, credentials: grpc.ServerCredentials | None = None):
         self.answer = answer
         self.received: list[tuple[str, bytes]] = []
         self.calls = 0

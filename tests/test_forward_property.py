@@ -67,7 +67,8 @@ class ScriptedClient:
 
 
 SETTINGS = ForwardSettings(client=ClientSettings("unused:1"), max_request_items=7, poll_interval=0.001,
-                           initial_backoff=0.0001, max_backoff=0.001, fsync=False)
+                           initial_backoff=0.0001, max_backoff=0.001, fsync=False,
+                           max_in_flight=1)  # strict order (asserted below); the window: test_forward_window.py
 
 
 def forwarder(output, client) -> SignalForwarder:
