@@ -427,7 +427,7 @@ class Forwarder:
         self._started = False
         checkpoints = {signal: Checkpoint(checkpoint_path(self.output_dir, signal), settings.fsync)
                        for signal in signals}  # a damaged one is a ConfigError now, not later
-        self.client = client or ExportClient(settings.client)
+        self.client = client or ExportClient(settings.client, channels=settings.max_in_flight)
         self.signals = {signal: SignalForwarder(signal, self.output_dir / signal, checkpoints[signal],
                                                 self.client, self.breaker, settings, self._stopping, self._halt)
                         for signal in signals}
