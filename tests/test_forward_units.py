@@ -224,6 +224,7 @@ FORWARD = {"forward.endpoint": "collector.example:4317"}
     ({**FORWARD, "forward.api_key": "k", "forward.api_key_file": "/etc/hostname"}, "forward.api_key_file"),
     ({**FORWARD, "forward.bearer_token_file": "/nonexistent"}, "forward.bearer_token_file"),
     ({**FORWARD, "forward.max_request_items": "0"}, "forward.max_request_items"),
+    ({**FORWARD, "forward.max_in_flight": "0"}, "forward.max_in_flight"),
     ({**FORWARD, "forward.retry.initial_backoff": "10s", "forward.retry.max_backoff": "1s"},
      "forward.retry.max_backoff"),
     ({**FORWARD, "forward.breaker.failure_rate_threshold": "1.5"}, "forward.breaker.failure_rate_threshold"),
