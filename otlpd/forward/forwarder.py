@@ -81,6 +81,7 @@ class SignalForwarder:
         self._failing_since: float | None = None  # an outage, logged once when it starts and once when it ends
         self._sent_lock = threading.Lock()  # _sent_records: the sender threads add to it
         self._window = Window(settings.max_in_flight)
+        self._save_failed = False  # a checkpoint save failed: what followed it is sent again too
         self._cursor: dict[str, Position] = {}  # per instance: where the next request starts (ahead of the checkpoint)
         self._senders = (Senders(f"otlpd-forward-{signal}-send", settings.max_in_flight, self._send)
                          if settings.max_in_flight > 1 else None)
@@ -221,9 +222,11 @@ class SignalForwarder:
             try:
                 self.checkpoint.update(prefix.positions)
             except OSError:
-                # acknowledged but not recorded (a full disk?): they will be sent again
+                # acknowledged but not recorded (a full disk?): they will be sent again, and so
+                # will everything after them (_settle must not move the checkpoint past them)
                 self.counters.add(duplicates_suspected_requests=prefix.requests,
                                   duplicates_suspected_records=prefix.records)
+                self._save_failed = True
                 raise
         error = self._window.failed_head()
         if error is not None:
@@ -237,7 +240,10 @@ class SignalForwarder:
             step.done.wait()
         try:
             prefix = self._window.take_finished_prefix()
-            if prefix.positions:
+            if prefix.positions and self._save_failed:  # not past what the failed save left behind
+                self.counters.add(duplicates_suspected_requests=prefix.requests,
+                                  duplicates_suspected_records=prefix.records)
+            elif prefix.positions:
                 try:
                     self.checkpoint.update(prefix.positions)
                 except OSError as error:
@@ -251,6 +257,7 @@ class SignalForwarder:
                 self.counters.add(duplicates_suspected_requests=len(again),
                                   duplicates_suspected_records=sum(step.count for step in again))
             self._cursor.clear()
+            self._save_failed = False
 
     def _send(self, data: bytes, count: int) -> None:
         """Deliver one request, or give it up when the remote refuses it for good. Raises _Stop
