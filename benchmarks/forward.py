@@ -31,9 +31,10 @@ def store_backlog(output: Path, signal: str, items: int) -> int:
     return items // REQUEST_ITEMS * REQUEST_ITEMS
 
 
-def ship(output: Path, signal: str, endpoint: str, records: int, timeout: float, compression: str) -> dict:
+def ship(output: Path, signal: str, endpoint: str, records: int, timeout: float, compression: str,
+         max_in_flight: int) -> dict:
     settings = {"writer.fsync": "false", "forward.endpoint": endpoint, "forward.insecure": "true",
-                "forward.compression": compression,
+                "forward.compression": compression, "forward.max_in_flight": str(max_in_flight),
                 "forward.poll_interval": "50ms", "metrics.temporality": "passthrough"}
     started, cpu = time.monotonic(), time.process_time()
     with Daemon.embedded(output, **settings) as daemon:
@@ -44,7 +45,7 @@ def ship(output: Path, signal: str, endpoint: str, records: int, timeout: float,
             time.sleep(0.02)
         part = daemon.status.snapshot()["forwarding"]["signals"][signal]
     seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu
-    return {"signal": signal, "compression": compression, "records": records, "seconds": round(seconds, 2),
+    return {"signal": signal, "compression": compression, "max_in_flight": max_in_flight, "records": records, "seconds": round(seconds, 2),
             "records_per_second": round(records / seconds), "cpu_us_per_record": round(cpu_seconds / records * 1e6, 2),
             "requests": part["sent_requests"], "bytes_per_record": round(part["sent_bytes"] / records, 1)}
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", default=",".join(schema.SIGNALS))
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--compression", default="gzip,none", help="forward.compression values to run")
+    parser.add_argument("--max-in-flight", default="1,4", help="forward.max_in_flight values to run (ratios "
+                                                               "to the first, per signal and compression)")
     args = parser.parse_args(argv)
     print(json.dumps({**environment(), "otlpd_encoder": encode.IMPLEMENTATION}), flush=True)
     port = _free_port()
@@ -66,11 +69,17 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="otlpd-forward-bench-") as scratch:
                 records = store_backlog(Path(scratch), signal, args.items)
                 for compression in args.compression.split(","):
-                    # the same stored files each time: the checkpoint is removed in between
-                    for checkpoint in (Path(scratch) / "forward").glob("*.json"):
-                        checkpoint.unlink()
-                    print(json.dumps(ship(Path(scratch), signal, f"127.0.0.1:{port}", records, args.timeout,
-                                          compression)), flush=True)
+                    first = None
+                    for max_in_flight in (int(value) for value in args.max_in_flight.split(",")):
+                        # the same stored files each time: the checkpoint is removed in between
+                        for checkpoint in (Path(scratch) / "forward").glob("*.json"):
+                            checkpoint.unlink()
+                        row = ship(Path(scratch), signal, f"127.0.0.1:{port}", records, args.timeout, compression,
+                                   max_in_flight)
+                        first = first or row
+                        row["records_per_second_vs_first"] = round(
+                            row["records_per_second"] / first["records_per_second"], 2)
+                        print(json.dumps(row), flush=True)
     finally:
         null.terminate()
         null.wait(10)

@@ -228,46 +228,60 @@ def _median(values: list) -> str:
 def report(env: dict, keep: list[dict], drains: list[dict]) -> str:
     lines = [", ".join(f"{key} {value}" for key, value in env.items()), "",
              "keeps up (traces-1000, full rate; per round):",
-             "round  forwarding  ingest spans/s  forward spans/s  backlog end  slope 2nd half /s  "
+             "round  forwarding      ingest spans/s  forward spans/s  backlog end  slope 2nd half /s  "
              "CPU A s  CPU B s  stored=accepted"]
     for row in keep:
-        cells = [f"{row['round']:5}", f"{'on' if row['forwarding'] else 'off':10}",
-                 f"{row['stored_items_per_s']:14,.0f}"]
+        cells = [f"{row['round']:5}", f"{row['variant']:14}", f"{row['stored_items_per_s']:14,.0f}"]
         for key, width in (("forward_spans_per_s", 15), ("backlog_end", 11), ("backlog_slope_per_s", 17)):
             value = row.get(key)
             cells.append(f"{value:{width},.0f}" if value is not None else "-".rjust(width))
         cells += [f"{row['cpu_a_s']:7.1f}", f"{row['cpu_b_s']:7.1f}" if row["cpu_b_s"] is not None else "      -",
                   "yes" if row["stored_ok"] else "NO"]
         lines.append("  ".join(cells))
-    on = [row for row in keep if row["forwarding"]]
     off = {row["round"]: row for row in keep if not row["forwarding"]}
-    ratios = [row["stored_items_per_s"] / off[row["round"]]["stored_items_per_s"] for row in on
-              if row["round"] in off and off[row["round"]]["stored_items_per_s"]]
-    fwd = [row["forward_spans_per_s"] / row["stored_items_per_s"] for row in on
-           if row.get("forward_spans_per_s") is not None and row["stored_items_per_s"]]
     ingest_off = [row["stored_items_per_s"] for row in off.values()]
-    lines += ["",
-              f"ingest off: median {_median(ingest_off)} spans/s",
-              f"ingest on:  median {_median([row['stored_items_per_s'] for row in on])} spans/s",
-              f"forward:    median {_median([row.get('forward_spans_per_s') for row in on])} spans/s",
-              f"backlog slope, second half: {_median([row.get('backlog_slope_per_s') for row in on])} spans/s",
-              "ingest on/off (per round): " + " / ".join(f"{r:.2f}" for r in ratios),
-              "forward/ingest with forwarding on (per round): " + " / ".join(f"{r:.2f}" for r in fwd)]
+    lines += ["", f"ingest off: median {_median(ingest_off)} spans/s"]
+    variants = list(dict.fromkeys(row["variant"] for row in keep if row["forwarding"]))
+    first = {row["round"]: row for row in keep if row["forwarding"] and row["variant"] == (variants or [None])[0]}
+    for variant in variants:
+        on = [row for row in keep if row["variant"] == variant]
+        ratios = [row["stored_items_per_s"] / off[row["round"]]["stored_items_per_s"] for row in on
+                  if row["round"] in off and off[row["round"]]["stored_items_per_s"]]
+        fwd = [row["forward_spans_per_s"] / row["stored_items_per_s"] for row in on
+               if row.get("forward_spans_per_s") is not None and row["stored_items_per_s"]]
+        lines += ["", f"[{variant}]",
+                  f"ingest on:  median {_median([row['stored_items_per_s'] for row in on])} spans/s",
+                  f"forward:    median {_median([row.get('forward_spans_per_s') for row in on])} spans/s",
+                  f"backlog slope, second half: {_median([row.get('backlog_slope_per_s') for row in on])} spans/s",
+                  "ingest on/off (per round): " + " / ".join(f"{r:.2f}" for r in ratios),
+                  "forward/ingest with forwarding on (per round): " + " / ".join(f"{r:.2f}" for r in fwd)]
+        if variant != variants[0]:
+            lines.append(f"forward / [{variants[0]}] forward (per round): " + " / ".join(
+                f"{row['forward_spans_per_s'] / first[row['round']]['forward_spans_per_s']:.2f}" for row in on
+                if row.get("forward_spans_per_s") and first.get(row["round"], {}).get("forward_spans_per_s")))
     if drains:
         reference = statistics.median(ingest_off) if ingest_off else None
         lines += ["", "drains (remote down while A stores the backlog, then started):",
-                  "round  backlog spans  drain s  drain spans/s  after 1st ack spans/s  CPU A s  CPU B s  "
-                  "remote stored all"]
+                  "round  forwarding      backlog spans  drain s  drain spans/s  after 1st ack spans/s  CPU A s  "
+                  "CPU B s  remote stored all"]
         for row in drains:
             after = row["drain_after_first_ack_spans_per_s"]
-            lines.append(f"{row['round']:5}  {row['backlog_spans']:13,}  {row['drain_s']:7.1f}  "
+            lines.append(f"{row['round']:5}  {row['variant']:14}  {row['backlog_spans']:13,}  {row['drain_s']:7.1f}  "
                          f"{row['drain_spans_per_s']:13,.0f}  {after if after is None else f'{after:21,.0f}'}  "
                          f"{row['cpu_a_s']:7.1f}  {row['cpu_b_s']:7.1f}  {'yes' if row['remote_stored_ok'] else 'NO'}")
-        rates = [row["drain_spans_per_s"] for row in drains]
-        lines.append(f"drain: median {_median(rates)} spans/s")
-        if reference:
-            lines.append(f"drain / ingest off (median of step 1, {reference:,.0f} spans/s): "
-                         + " / ".join(f"{rate / reference:.2f}" for rate in rates))
+        variants = list(dict.fromkeys(row["variant"] for row in drains))
+        first = {row["round"]: row for row in drains if row["variant"] == variants[0]}
+        for variant in variants:
+            rows = [row for row in drains if row["variant"] == variant]
+            rates = [row["drain_spans_per_s"] for row in rows]
+            lines.append(f"[{variant}] drain: median {_median(rates)} spans/s")
+            if reference:
+                lines.append(f"[{variant}] drain / ingest off (median of step 1, {reference:,.0f} spans/s): "
+                             + " / ".join(f"{rate / reference:.2f}" for rate in rates))
+            if variant != variants[0]:
+                lines.append(f"[{variant}] drain / [{variants[0]}] drain (per round): " + " / ".join(
+                    f"{row['drain_spans_per_s'] / first[row['round']]['drain_spans_per_s']:.2f}"
+                    for row in rows if row["round"] in first))
     return "\n".join(lines)
 
 
@@ -284,37 +298,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--forward-args", default="", help='extra flags of A when forwarding, e.g. '
                                                            '--forward-args="--forward.compression none"')
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=FLAGS",
+                        help='a forwarding configuration of A to compare (repeatable; each round runs off, then '
+                             'every variant), e.g. --variant "w1=--forward.max-in-flight 1"; default: one, '
+                             '"on", with --forward-args')
     parser.add_argument("--quick", action="store_true", help="short runs, for the smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     duration = args.duration or (2.0 if args.quick else 20.0)
     drain_spans = args.drain_spans if args.drain_spans is not None else (20_000 if args.quick else 2_000_000)
-    flags = args.forward_args.split()
+    variants = [(label, [*args.forward_args.split(), *flags.split()])
+                for label, _, flags in (variant.partition("=") for variant in args.variant)] \
+        or [("on", args.forward_args.split())]
     load = load_settings(SCENARIO, duration, args.processes, args.channels, args.concurrency)
     from otlpd import encode
     from otlpd.breaker import CircuitBreaker
     env = {**environment(), "otlpd_encoder": encode.IMPLEMENTATION,
-           "otlpd_breaker": CircuitBreaker.__module__, "forward_args": args.forward_args or "(none)"}
+           "otlpd_breaker": CircuitBreaker.__module__, "forward_args": args.forward_args or "(none)",
+           "variants": "; ".join(f"{label}: {' '.join(flags) or '(defaults)'}" for label, flags in variants)}
     print(json.dumps(env), file=sys.stderr, flush=True)
     keep, drains = [], []
     with tempfile.TemporaryDirectory(prefix="otlpd-forward-e2e-") as tmp:
         for number in range(1, args.rounds + 1):
-            for forwarding in (False, True):
-                row = keep_up(forwarding, load, Path(tmp) / f"keep-{number}-{forwarding}", args.settle, flags)
-                row["round"] = number
+            for index, (label, flags) in enumerate([("off", None), *variants]):
+                row = keep_up(flags is not None, load, Path(tmp) / f"keep-{number}-{index}", args.settle, flags or [])
+                row.update(round=number, variant=label)
                 keep.append(row)
-                print(f"[round {number}] forwarding {'on' if forwarding else 'off'}: "
-                      f"{row['stored_items_per_s']:,.0f} spans/s stored, forward "
+                print(f"[round {number}] {label}: {row['stored_items_per_s']:,.0f} spans/s stored, forward "
                       f"{row.get('forward_spans_per_s') or 0:,.0f} spans/s", file=sys.stderr, flush=True)
         for number in range(1, (args.drain_rounds if args.drain_rounds is not None else args.rounds) + 1):
-            if not drain_spans:
-                break
-            row = drain(drain_spans, load, Path(tmp) / f"drain-{number}", flags, args.drain_timeout)
-            row["round"] = number
-            drains.append(row)
-            print(f"[round {number}] drain: {row['backlog_spans']:,} spans in {row['drain_s']:.1f} s",
-                  file=sys.stderr, flush=True)
+            for index, (label, flags) in enumerate(variants if drain_spans else []):
+                row = drain(drain_spans, load, Path(tmp) / f"drain-{number}-{index}", flags, args.drain_timeout)
+                row.update(round=number, variant=label)
+                drains.append(row)
+                print(f"[round {number}] {label} drain: {row['backlog_spans']:,} spans in {row['drain_s']:.1f} s",
+                      file=sys.stderr, flush=True)
     print(report(env, keep, drains))
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "keep_up": keep, "drain": drains}, indent=2))

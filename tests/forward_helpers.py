@@ -16,6 +16,8 @@ from grpc_status import rpc_status
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
 
 from otlp_client import METHODS
 from otlpd import files
@@ -29,6 +31,31 @@ REQUEST_TYPES = {"traces": trace_service_pb2.ExportTraceServiceRequest,
                  "logs": logs_service_pb2.ExportLogsServiceRequest}
 PASSTHROUGH = ("--metrics.temporality", "passthrough", "--writer.write-interval", "100ms",
                "--writer.fsync", "false")
+
+
+def numbered_logs(first: int, count: int) -> bytes:
+    """A logs request of ``count`` records with bodies "record <n>", n from ``first`` on."""
+    records = [logs_pb2.LogRecord(time_unix_nano=1_700_000_000_000_000_000 + i,
+                                  body=common_pb2.AnyValue(string_value=f"record {i}"))
+               for i in range(first, first + count)]
+    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
+        scope_logs=[logs_pb2.ScopeLogs(log_records=records)])]).SerializeToString()
+
+
+class Refused(grpc.RpcError):
+    """What a failed call raises, for a fake client."""
+
+    def __init__(self, code: grpc.StatusCode):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._code.name.lower()
+
+    def trailing_metadata(self):
+        return ()
 
 
 def forwarding_flags(endpoint: str, *extra: str) -> tuple[str, ...]:
@@ -97,9 +124,10 @@ def status_with(code: grpc.StatusCode, message: str, retry_delay: float | None =
 class ScriptedRemote:
     """A gRPC server on a free loopback port answering Export calls with ``answer(signal,
     request_bytes, call_number)``: None for OK (an empty response), a float for OK after that
-    many seconds, response bytes, or a grpc.Status to fail with. Every request received is kept."""
+    many seconds, response bytes, or a grpc.Status to fail with. Every request received is kept.
+    Enough threads for every call the three signals' windows have in flight at once."""
 
-    def __init__(self, answer, threads: int = 4, credentials: grpc.ServerCredentials | None = None):
+    def __init__(self, answer, threads: int = 16, credentials: grpc.ServerCredentials | None = None):
         self.answer = answer
         self.received: list[tuple[str, bytes]] = []
         self.calls = 0

@@ -245,11 +245,14 @@ def test_temporality_benchmark_measures_every_setting():
 
 
 def test_forward_benchmark_ships_a_backlog():
-    done = _run("-m", "benchmarks.forward", "--items", "3000", "--signals", "traces,logs", "--compression", "none")
+    done = _run("-m", "benchmarks.forward", "--items", "3000", "--signals", "traces,logs", "--compression", "none",
+                "--max-in-flight", "1,2")
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()[1:]]
-    assert [(row["signal"], row["records"]) for row in rows] == [("traces", 3000), ("logs", 3000)]
+    assert [(row["signal"], row["max_in_flight"], row["records"]) for row in rows] == [
+        ("traces", 1, 3000), ("traces", 2, 3000), ("logs", 1, 3000), ("logs", 2, 3000)]
     assert all(row["records_per_second"] > 0 and row["cpu_us_per_record"] > 0 for row in rows)
+    assert [row["records_per_second_vs_first"] for row in rows][::2] == [1.0, 1.0]
 
 
 def test_stream_requests_move_every_series_forward():

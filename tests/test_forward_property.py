@@ -11,38 +11,14 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.logs.v1 import logs_pb2
 
-from forward_helpers import stored_records
+from forward_helpers import Refused, numbered_logs as logs, stored_records
 from otlpd.breaker import CircuitBreaker
 from otlpd.daemon import Daemon
 from otlpd.forward.checkpoint import Checkpoint, checkpoint_path
 from otlpd.forward.forwarder import SignalForwarder
 from otlpd.forward.settings import ClientSettings, ForwardSettings
 from strategies import records_multiset
-
-
-def logs(first: int, count: int) -> bytes:
-    records = [logs_pb2.LogRecord(time_unix_nano=1_700_000_000_000_000_000 + i,
-                                  body=common_pb2.AnyValue(string_value=f"record {i}"))
-               for i in range(first, first + count)]
-    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
-        scope_logs=[logs_pb2.ScopeLogs(log_records=records)])]).SerializeToString()
-
-
-class Refused(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode):
-        self._code = code
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return self._code.name.lower()
-
-    def trailing_metadata(self):
-        return ()
 
 
 class ScriptedClient:
@@ -67,7 +43,8 @@ class ScriptedClient:
 
 
 SETTINGS = ForwardSettings(client=ClientSettings("unused:1"), max_request_items=7, poll_interval=0.001,
-                           initial_backoff=0.0001, max_backoff=0.001, fsync=False)
+                           initial_backoff=0.0001, max_backoff=0.001, fsync=False,
+                           max_in_flight=1)  # strict order (asserted below); the window: test_forward_window.py
 
 
 def forwarder(output, client) -> SignalForwarder:

@@ -224,6 +224,7 @@ FORWARD = {"forward.endpoint": "collector.example:4317"}
     ({**FORWARD, "forward.api_key": "k", "forward.api_key_file": "/etc/hostname"}, "forward.api_key_file"),
     ({**FORWARD, "forward.bearer_token_file": "/nonexistent"}, "forward.bearer_token_file"),
     ({**FORWARD, "forward.max_request_items": "0"}, "forward.max_request_items"),
+    ({**FORWARD, "forward.max_in_flight": "0"}, "forward.max_in_flight"),
     ({**FORWARD, "forward.retry.initial_backoff": "10s", "forward.retry.max_backoff": "1s"},
      "forward.retry.max_backoff"),
     ({**FORWARD, "forward.breaker.failure_rate_threshold": "1.5"}, "forward.breaker.failure_rate_threshold"),
@@ -283,28 +284,40 @@ def test_every_forward_setting_is_documented():
             assert f"`{setting.env}`" in forwarding and f"`{setting.flag}`" in forwarding, setting.key
 
 
+@pytest.mark.parametrize("max_in_flight", ["1", "4"])
 def test_an_acknowledged_request_whose_checkpoint_cannot_be_saved_counts_as_a_suspected_duplicate(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, max_in_flight):
     remote = ScriptedRemote(lambda *_: None)
-    daemon = start_daemon(tmp_path, **forwarding_settings(remote.endpoint, **{"forward.max_request_items": "10"}))
+    daemon = start_daemon(tmp_path, **forwarding_settings(remote.endpoint, **{
+        "forward.max_request_items": "10", "forward.max_in_flight": max_in_flight}))
     try:
-        real_set = Checkpoint.set
+        real_save = Checkpoint.save
         failures = []
 
-        def failing_once(self, instance, position):
+        def failing_once(self):
             if "logs" in self.path.name and not failures:
-                failures.append(position)
+                failures.append(dict(self.positions))
                 raise OSError(28, "No space left on device")
-            real_set(self, instance, position)
+            real_save(self)
 
-        monkeypatch.setattr(Checkpoint, "set", failing_once)
+        monkeypatch.setattr(Checkpoint, "save", failing_once)
         with grpc.insecure_channel(daemon.endpoint) as channel:
             export(channel, "logs", logs_request(30).SerializeToString())
-        wait_until(lambda: forwarding_status(daemon)["signals"]["logs"]["sent_records"] == 40, timeout=20)
+
+        def resent_and_delivered():
+            part = forwarding_status(daemon)["signals"]["logs"]
+            suspected = part["duplicates_suspected"]
+            return suspected["requests"] >= 1 and part["sent_records"] == 30 + suspected["records"]
+
+        wait_until(resent_and_delivered, timeout=20)
         part = forwarding_status(daemon)["signals"]["logs"]
-        assert part["duplicates_suspected"] == {"requests": 1, "records": 10}
+        suspected = part["duplicates_suspected"]
+        if max_in_flight == "1":  # one request acknowledged at a time: exactly that one again
+            assert suspected == {"requests": 1, "records": 10}
         assert part["last_error"]["code"] == "LOCAL" and "No space left" in part["last_error"]["message"]
     finally:
         daemon.stop()
         remote.stop()
-    assert sum(1 for signal, _ in remote.received if signal == "logs") == 4  # 3 requests, one of them twice
+    # 3 requests, and each one whose acknowledgement was not recorded twice
+    assert sum(1 for signal, _ in remote.received if signal == "logs") == 3 + suspected["requests"]
+    assert suspected["records"] == 10 * suspected["requests"]

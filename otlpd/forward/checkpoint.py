@@ -2,7 +2,8 @@
 writer instance's files (``""`` for a single process, ``w1``, ``w2``... for workers).
 
 ``<output_dir>/forward/<signal>.json``, replaced atomically (a temporary file, fsynced, then
-``os.replace``) after every acknowledged send, so a crash at any moment leaves the previous
+``os.replace``) whenever acknowledged sends move it (several acknowledgements that complete
+together are saved in one write), so a crash at any moment leaves the previous
 checkpoint or the new one, never a torn one. Everything before a position has been
 acknowledged by the remote (or skipped, counted); a restart resumes exactly there.
 """
@@ -122,9 +123,20 @@ class Checkpoint:
 
     def set(self, instance: str, position: Position) -> None:
         """Record ``position`` for ``instance`` and save before returning."""
+        self.update({instance: position})
+
+    def update(self, positions: dict[str, Position]) -> None:
+        """Record several instances' positions (acknowledgements that completed together) and
+        save once before returning; when the save fails, the positions stay as they were (what
+        they would have passed is sent again)."""
+        previous = self.positions
         # a new dict, not an update: snapshot() may be iterating the old one on another thread
-        self.positions = {**self.positions, instance: Position(*position)}
-        self.save()
+        self.positions = {**previous, **{instance: Position(*p) for instance, p in positions.items()}}
+        try:
+            self.save()
+        except BaseException:
+            self.positions = previous
+            raise
 
     def save(self) -> None:
         document = {"version": VERSION, "updated_at": time.time(),

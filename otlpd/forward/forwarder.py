@@ -2,11 +2,15 @@
 
 Each signal's thread walks every writer instance's files in sequence order (:mod:`.log`),
 turns the rows from its checkpoint on into Export requests (``encode.requests``, cut by
-``forward.max_request_items`` and ``forward.max_request_bytes``) and sends them one at a time,
-in order. A request acknowledged by the remote, or refused for good (its code is counted),
-moves the checkpoint past it; one that failed in a retryable way is sent again after a
-backoff, for as long as it takes: the files keep it meanwhile. Every send asks the circuit
-breaker first, shared by the three threads (one remote), and waits while it is open.
+``forward.max_request_items`` and ``forward.max_request_bytes``) and hands them to up to
+``forward.max_in_flight`` sender threads (:mod:`.inflight`), so that encoding, sending and the
+remote's work overlap; with 1 it sends them itself, one at a time, in order. A request
+acknowledged by the remote, or refused for good (its code is counted), is finished; the
+checkpoint moves past the finished requests only as far as they are contiguous from the oldest
+one, so it never passes a request still unacknowledged. One that failed in a retryable way is
+sent again after a backoff, for as long as it takes: the files keep it meanwhile. Every send
+asks the circuit breaker first, shared by the three signals (one remote), and waits while it is
+open; in half-open only its probes go.
 
 The threads only read files and never take a lock of the ingest path, so forwarding cannot
 slow ingestion down (beyond sharing the GIL and the disk).
@@ -27,6 +31,7 @@ from otlpd.breaker import IMPLEMENTATION as BREAKER_IMPLEMENTATION
 from otlpd.breaker import CircuitBreaker
 from otlpd.forward.checkpoint import Checkpoint, Position, checkpoint_path, read_dropped
 from otlpd.forward.client import ExportClient
+from otlpd.forward.inflight import Pending, Senders, Window
 from otlpd.forward.log import DataFile, OpenedFile, RowCounts, list_files, unshipped_rows
 from otlpd.forward.retry import MAYBE_DELIVERED, Backoff, classify
 from otlpd.forward.settings import ForwardSettings, forward_settings
@@ -74,6 +79,12 @@ class SignalForwarder:
         self._last_partial: str | None = None
         self._skip_logged: dict[str, float] = {}
         self._failing_since: float | None = None  # an outage, logged once when it starts and once when it ends
+        self._sent_lock = threading.Lock()  # _sent_records: the sender threads add to it
+        self._window = Window(settings.max_in_flight)
+        self._save_failed = False  # a checkpoint save failed: what followed it is sent again too
+        self._cursor: dict[str, Position] = {}  # per instance: where the next request starts (ahead of the checkpoint)
+        self._senders = (Senders(f"otlpd-forward-{signal}-send", settings.max_in_flight, self._send)
+                         if settings.max_in_flight > 1 else None)
         self._thread = threading.Thread(target=self._run, name=f"otlpd-forward-{signal}", daemon=True)
 
     def start(self) -> None:
@@ -86,20 +97,26 @@ class SignalForwarder:
     # -- the thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                shipped = self._pass()
-            except _Stop:
-                break
-            except Exception as error:  # noqa: BLE001 - a bad file must not end forwarding silently
-                self._error("LOCAL", f"{type(error).__name__}: {error}")
-                if self._due_to_log("LOCAL"):
-                    log.exception("forward %s: reading or encoding the stored files, or saving the checkpoint, "
-                                  "failed; trying again (logged at most once a minute)", self.signal)
-                shipped = False
-            if not shipped:
-                self._wait(self.settings.poll_interval)
-        self._refresh_backlog(force=True)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    shipped = self._pass()
+                except _Stop:
+                    break
+                except Exception as error:  # noqa: BLE001 - a bad file must not end forwarding silently
+                    self._settle()
+                    self._error("LOCAL", f"{type(error).__name__}: {error}")
+                    if self._due_to_log("LOCAL"):
+                        log.exception("forward %s: reading or encoding the stored files, or saving the "
+                                      "checkpoint, failed; trying again (logged at most once a minute)", self.signal)
+                    shipped = False
+                if not shipped:
+                    self._wait(self.settings.poll_interval)
+        finally:
+            self._settle()
+            if self._senders is not None:
+                self._senders.close()
+            self._refresh_backlog(force=True)
 
     def _pass(self) -> bool:
         """One request-sized step or more for every instance with something to send; False
@@ -116,13 +133,18 @@ class SignalForwarder:
             if opened is not None:
                 self._ship(instance, position, opened)
                 shipped = True
+        if not shipped and len(self._window):
+            # nothing new to send: wait for the oldest request in flight (or up to a second)
+            self._window.oldest.done.wait(BACKLOG_INTERVAL)
+            self._record()
+            shipped = True
         self._refresh_backlog(listing)
         return shipped
 
     def _locate(self, instance: str, found: list[DataFile]) -> tuple[Position | None, OpenedFile | None]:
         """The position of the next unsent batch of ``instance`` and its opened file, or None
-        when everything there is has been shipped."""
-        position = self.checkpoint.get(instance)
+        when everything there is has been shipped (or is in flight)."""
+        position = self._cursor.get(instance) or self.checkpoint.get(instance)
         if position is None:
             position = Position(found[0].seq)
         while True:
@@ -133,7 +155,7 @@ class SignalForwarder:
                 # the checkpoint's file is gone (retention forced by retention.max_total_bytes
                 # counts its rows as dropped) or held no batch: go on with the next one
                 position = Position(current.seq)
-                self.checkpoint.set(instance, position)
+                self._step(Pending(instance, position))
             opened = self._open(instance, current)
             if position.batch < opened.batches:
                 return position, opened
@@ -143,7 +165,7 @@ class SignalForwarder:
             if later is None:
                 return position, None
             position = Position(later.seq)
-            self.checkpoint.set(instance, position)
+            self._step(Pending(instance, position))
 
     def _open(self, instance: str, file: DataFile) -> OpenedFile:
         """The file opened, reusing the last opening unless the file changed since."""
@@ -153,7 +175,7 @@ class SignalForwarder:
         return opened
 
     def _ship(self, instance: str, position: Position, opened: OpenedFile) -> None:
-        """Send the rest of one record batch, moving the checkpoint after each request."""
+        """Send the rest of one record batch, one request after another into the window."""
         batch = opened.batch(position.batch)
         row = position.row
         if row < batch.num_rows:
@@ -161,18 +183,81 @@ class SignalForwarder:
                                        max_items=self.settings.max_request_items,
                                        max_bytes=self.settings.max_request_bytes)
             for data, count in requests:
-                self._send(data, count)
                 row += count
                 after = Position(position.seq, position.batch, row) if row < batch.num_rows \
                     else Position(position.seq, position.batch + 1)
-                try:
-                    self.checkpoint.set(instance, after)
-                except OSError:
-                    # acknowledged but not recorded (a full disk?): it will be sent again
-                    self.counters.add(duplicates_suspected_requests=1, duplicates_suspected_records=count)
-                    raise
+                self._step(Pending(instance, after, count, data))
         else:  # nothing left in this batch (an empty one): move past it
-            self.checkpoint.set(instance, Position(position.seq, position.batch + 1))
+            self._step(Pending(instance, Position(position.seq, position.batch + 1)))
+
+    # -- the window: requests in flight and the checkpoint ------------------------------
+
+    def _step(self, step: Pending) -> None:
+        """Take one step: send a request (on this thread with max_in_flight 1, else on a sender
+        thread once the window has room) or move past data with nothing to send; then record
+        what finished. Raises what ended the oldest step unfinished (_Stop, an error)."""
+        self._cursor[step.instance] = step.after
+        if step.data is not None:
+            if self._senders is None:
+                self._send(step.data, step.count)  # raises _Stop: nothing recorded
+                step.data = None
+                step.done.set()
+            else:
+                while self._window.full:
+                    self._window.oldest.done.wait(BACKLOG_INTERVAL)
+                    self._record()
+                    self._refresh_backlog()
+                self._window.add(step)
+                self._senders.submit(step)
+                self._record()
+                return
+        self._window.add(step)
+        self._record()
+
+    def _record(self) -> None:
+        """Move the checkpoint past the finished steps at the head of the window (one write for
+        all of them), then raise what ended the oldest remaining step, if it ended unfinished."""
+        prefix = self._window.take_finished_prefix()
+        if prefix.positions:
+            try:
+                self.checkpoint.update(prefix.positions)
+            except OSError:
+                # acknowledged but not recorded (a full disk?): they will be sent again, and so
+                # will everything after them (_settle must not move the checkpoint past them)
+                self.counters.add(duplicates_suspected_requests=prefix.requests,
+                                  duplicates_suspected_records=prefix.records)
+                self._save_failed = True
+                raise
+        error = self._window.failed_head()
+        if error is not None:
+            raise error
+
+    def _settle(self) -> None:
+        """Wait until every step in the window has ended, record the finished prefix and forget
+        the rest, so the next pass starts from the checkpoint again. A request acknowledged after
+        one that did not finish (stop() cancelled it) will be sent again: a suspected duplicate."""
+        for step in self._window:
+            step.done.wait()
+        try:
+            prefix = self._window.take_finished_prefix()
+            if prefix.positions and self._save_failed:  # not past what the failed save left behind
+                self.counters.add(duplicates_suspected_requests=prefix.requests,
+                                  duplicates_suspected_records=prefix.records)
+            elif prefix.positions:
+                try:
+                    self.checkpoint.update(prefix.positions)
+                except OSError as error:
+                    self.counters.add(duplicates_suspected_requests=prefix.requests,
+                                      duplicates_suspected_records=prefix.records)
+                    log.warning("forward %s: cannot save the checkpoint (%s); %d acknowledged records will be "
+                                "sent again", self.signal, error, prefix.records)
+        finally:
+            again = [step for step in self._window.clear() if step.finished and step.count]
+            if again:
+                self.counters.add(duplicates_suspected_requests=len(again),
+                                  duplicates_suspected_records=sum(step.count for step in again))
+            self._cursor.clear()
+            self._save_failed = False
 
     def _send(self, data: bytes, count: int) -> None:
         """Deliver one request, or give it up when the remote refuses it for good. Raises _Stop
@@ -184,7 +269,7 @@ class SignalForwarder:
                 raise _Stop
             ticket = self.breaker.allow()
             if not ticket:
-                self._wait(max(self.breaker.retry_after(), REFUSED_WAIT))
+                self._pause(max(self.breaker.retry_after(), REFUSED_WAIT))
                 continue
             try:
                 rejected, message = self.client.export(self.signal, data)
@@ -211,7 +296,7 @@ class SignalForwarder:
                                 self.signal, name, failure.message)
                 maybe_delivered += failure.code in MAYBE_DELIVERED
                 self.counters.add(retries=1, **{f"retries_{name}": 1})
-                self._wait(backoff.next_delay(failure.retry_delay))
+                self._pause(backoff.next_delay(failure.retry_delay))
                 continue
             except ValueError:
                 if self._stopping.is_set():  # the channel was closed under the call
@@ -221,7 +306,8 @@ class SignalForwarder:
             if self._failing_since is not None:
                 log.info("forward %s: delivering again after %.1f s", self.signal, self._clock() - self._failing_since)
                 self._failing_since = None
-            self._sent_records += count
+            with self._sent_lock:
+                self._sent_records += count
             self.counters.add(sent_requests=1, sent_records=count, sent_bytes=len(data))
             if maybe_delivered:
                 self.counters.add(duplicates_suspected_requests=maybe_delivered,
@@ -253,6 +339,14 @@ class SignalForwarder:
 
     def _error(self, code: str, message: str) -> None:
         self._last_error = {"at": time.time(), "code": code, "message": message[:500]}
+
+    def _pause(self, seconds: float) -> None:
+        """A wait inside a send: on a sender thread it only waits (the backlog is the signal
+        thread's to count)."""
+        if self._senders is None:
+            self._wait(seconds)
+        else:
+            self._stopping.wait(seconds)
 
     def _wait(self, seconds: float) -> None:
         """Sleep up to ``seconds`` (less when stopping), counting the backlog meanwhile."""
@@ -306,6 +400,7 @@ class SignalForwarder:
                     for prefix in ("skipped_", "retries_")}
         return {
             "running": self._thread.is_alive(),
+            "in_flight_requests": sum(1 for step in self._window if step.count and not step.done.is_set()),
             "backlog": dict(self._backlog),
             "send_rate_records_per_second": rate,
             "sent_requests": counters.get("sent_requests", 0),
@@ -339,7 +434,7 @@ class Forwarder:
         self._started = False
         checkpoints = {signal: Checkpoint(checkpoint_path(self.output_dir, signal), settings.fsync)
                        for signal in signals}  # a damaged one is a ConfigError now, not later
-        self.client = client or ExportClient(settings.client)
+        self.client = client or ExportClient(settings.client, channels=settings.max_in_flight)
         self.signals = {signal: SignalForwarder(signal, self.output_dir / signal, checkpoints[signal],
                                                 self.client, self.breaker, settings, self._stopping, self._halt)
                         for signal in signals}
@@ -394,5 +489,6 @@ class Forwarder:
                 "remote": self.settings.client.public(),
                 "max_request_items": self.settings.max_request_items,
                 "max_request_bytes": self.settings.max_request_bytes,
+                "max_in_flight": self.settings.max_in_flight,
                 "breaker": breaker, "signals": signals}
 

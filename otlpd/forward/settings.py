@@ -57,6 +57,7 @@ class ForwardSettings:
     client: ClientSettings
     max_request_items: int = 8192
     max_request_bytes: int = 4_000_000
+    max_in_flight: int = 4
     poll_interval: float = 1.0
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
@@ -90,6 +91,7 @@ def forward_settings(config) -> ForwardSettings:
         client=client_settings(config),
         max_request_items=config["forward.max_request_items"],
         max_request_bytes=config["forward.max_request_bytes"],
+        max_in_flight=config["forward.max_in_flight"],
         poll_interval=config["forward.poll_interval"],
         initial_backoff=config["forward.retry.initial_backoff"],
         max_backoff=config["forward.retry.max_backoff"],
