@@ -336,7 +336,9 @@ def test_forward_e2e_slope_and_summary():
 @pytest.mark.slow
 def test_forward_e2e_quick_keeps_up_and_drains(tmp_path):
     report = tmp_path / "forward.json"
-    done = _run("-m", "benchmarks.forward_e2e", "--quick", "--rounds", "1", "--duration", "1.5",
+    # 4 s of load: the forwarder looks for new data once a forward.poll_interval (1 s) and its first
+    # send waits for the remote's connection; 1.5 s once saw nothing acknowledged on a loaded machine
+    done = _run("-m", "benchmarks.forward_e2e", "--quick", "--rounds", "1", "--duration", "4",
                 "--drain-spans", "5000", "--processes", "1", "--channels", "1", "--concurrency", "1",
                 "--json", str(report), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
