@@ -102,11 +102,12 @@ class CountedCheckpoint(Checkpoint):
         super().save()
 
 
-def forwarder(output, client, max_in_flight: int, stopping: threading.Event | None = None) -> SignalForwarder:
+def forwarder(output, client, max_in_flight: int, stopping: threading.Event | None = None,
+              breaker=None) -> SignalForwarder:
     settings = ForwardSettings(client=ClientSettings("unused:1"), max_request_items=10, poll_interval=0.01,
                                initial_backoff=0.001, max_backoff=0.01, fsync=False, max_in_flight=max_in_flight)
     checkpoint = CountedCheckpoint(checkpoint_path(output, "logs"), fsync=False)
-    return SignalForwarder("logs", output / "logs", checkpoint, client, CircuitBreaker(failure_threshold=100),
+    return SignalForwarder("logs", output / "logs", checkpoint, client, breaker or CircuitBreaker(failure_threshold=100),
                            settings, stopping or threading.Event(), halt=lambda reason: None)
 
 
@@ -193,6 +194,34 @@ def test_stop_mid_window_keeps_what_was_acknowledged_and_nothing_else(stored):
     delivered = Counter(n for client_ in (client, again) for request in client_.delivered for n in request)
     assert set(delivered) == set(range(RECORDS))
     assert sum(delivered.values()) - RECORDS == 10  # the suspected duplicate, once
+
+
+def test_a_half_open_breaker_lets_only_its_probe_out_of_a_window(stored):
+    """The remote was failing (the breaker open); once its open_timeout passed, the breaker
+    lets one probe through. Of a window of three, only the probe is sent: the other senders are
+    refused and wait, none piles onto the remote, until the probe succeeds and the breaker
+    closes; then the rest go, each record once."""
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=1, open_timeout=1.0, half_open_probes=1, clock=lambda: now[0])
+    breaker.record_failure(breaker.allow(), reason="UNAVAILABLE")
+    assert breaker.snapshot()["state"] == "open"
+    now[0] = 2.0  # past open_timeout: the next decision is a half-open probe
+    client = HeldClient()
+    shipping = forwarder(stored, client, max_in_flight=3, breaker=breaker)
+    shipping._pass()
+    client.wait_for(lambda c: c.calls == [0], "the probe is out")
+    assert breaker.snapshot()["state"] == "half_open"
+    # the two other senders are refused meanwhile (they look again every REFUSED_WAIT): a few
+    # of those periods pass with the probe held, and no second call starts
+    assert not threading.Event().wait(0.5)
+    assert client.calls == [0] and client.most_active == 1
+    client.release(0, 10, 20)
+    wait_finished(shipping, 3)
+    shipping._record()
+    assert breaker.snapshot()["state"] == "closed"
+    assert sorted(client.calls) == [0, 10, 20]  # each sent once
+    assert Counter(n for request in client.delivered for n in request) == Counter(range(RECORDS))
+    assert shipping.checkpoint.get("") == end_position(stored)
 
 
 def test_with_one_in_flight_requests_go_one_at_a_time_in_order(stored):
