@@ -790,6 +790,12 @@ cdef class StreamTable:
             self.streams[self.prev_s].succ = s + 1
         self.prev_s = s
 
+    cdef inline void _number(self, int64_t s, uint64_t serial) noexcept nogil:
+        """Stream s is number ``serial``; the next new one comes after the highest given."""
+        self.streams[s].serial = serial
+        if serial >= self.next_serial:
+            self.next_serial = serial + 1
+
     cdef void _index(self, int64_t s) noexcept nogil:
         cdef uint64_t mask = self.nslots - 1
         cdef uint64_t at = self.streams[s].hash & mask
@@ -894,11 +900,7 @@ cdef class StreamTable:
         self.streams[s].key_len = n
         self.streams[s].hash = h
         self.streams[s].kind = <uint8_t>kind
-        if serial < 0:
-            serial = <int64_t>self.next_serial
-        self.streams[s].serial = <uint64_t>serial
-        if <uint64_t>serial >= self.next_serial:
-            self.next_serial = <uint64_t>serial + 1
+        self._number(s, <uint64_t>serial if serial >= 0 else self.next_serial)
         self._index(s)
         self._link_last(s)
         self.size += 1
@@ -1406,7 +1408,7 @@ cdef class StreamTable:
         records of the streams changed, in order of use), or None when only the whole state
         will do. Taking them marks them saved."""
         cdef Bytes out
-        cdef int64_t s = self.lru_tail, first, changed = 0, at = 0, n
+        cdef int64_t s = self.lru_tail, first, changed = 0, n
         if self.whole:
             return None
         memset(&out, 0, sizeof(Bytes))
@@ -1583,9 +1585,7 @@ cdef class StreamTable:
                         raise MemoryError()
                 elif self.streams[s].serial != <uint64_t>serial:
                     self.by_serial.pop(self.streams[s].serial, None)
-                    self.streams[s].serial = <uint64_t>serial
-                    if <uint64_t>serial >= self.next_serial:
-                        self.next_serial = <uint64_t>serial + 1
+                    self._number(s, <uint64_t>serial)
                 self.by_serial[<uint64_t>serial] = s
             if self._take(s, start, time, &v, &shape, seen, TAKE_COPY) < 0:
                 raise MemoryError()

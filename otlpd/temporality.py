@@ -414,10 +414,7 @@ class Converter:
                 self._touch(key, stream)
             reader.end()
         finally:
-            self._dirty.clear()
-            self._removed.clear()
-            self._whole = False
-            self._persisted = set(self._streams)
+            self.mark_saved()
 
     def _expire(self) -> None:
         """Forget the streams idle for longer than max_stale_ns. The table is in order of
