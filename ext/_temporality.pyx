@@ -352,19 +352,26 @@ cdef inline int _entry_cmp(const Entry* a, const Entry* b) noexcept nogil:
         return -1 if a.tag < b.tag else 1
     return _bytes_cmp(a.val, a.val_len, b.val, b.val_len)
 
-cdef int _identity(const Batch* x, int64_t i, int kind, Bytes* key, Entry** scratch, int64_t* scratch_cap) noexcept nogil:
+cdef int _identity(const Batch* x, int64_t i, int kind, Bytes* key, int64_t* key_src, Entry** scratch,
+                   int64_t* scratch_cap) noexcept nogil:
     """The stream identity of row i into key (temporality.stream_key's bytes); -1: no memory,
-    -2: offsets out of range."""
+    -2: offsets out of range. key_src: the source (of x) whose key starts key, or -1; the
+    rows of a source come together, so the next row's identity keeps that part."""
     cdef int64_t n, lo, hi, j, k, m, src
     cdef const uint8_t* p
     cdef Entry e
     cdef Entry* grown
-    key.n = 0
     src = _i32(&x.source_index, i)
     if src < 0 or src >= x.nsources:
         return -2
-    if _put_text(key, x.src_key[src], x.src_len[src]) < 0:
-        return -1
+    if key_src[0] == src:
+        key.n = 4 + x.src_len[src]  # (what _put_text put: its length, then the bytes)
+    else:
+        key.n = 0
+        key_src[0] = -1
+        if _put_text(key, x.src_key[src], x.src_len[src]) < 0:
+            return -1
+        key_src[0] = src
     p = _text(&x.name, i, &n)
     if p == NULL:
         return -2
@@ -693,6 +700,7 @@ cdef class StreamTable:
     cdef int64_t* slots        # stream index + 1; 0 = empty
     cdef int64_t nslots        # a power of two, at least twice size
     cdef Bytes key
+    cdef int64_t key_src       # the source of this run's batch whose key starts key, or -1
     cdef Entry* scratch
     cdef int64_t scratch_cap
     cdef Val tmp, cur         # scratch values the table owns
@@ -705,7 +713,7 @@ cdef class StreamTable:
     cdef object by_serial     # while loading saved changes: {serial: stream index}, else None
 
     def __cinit__(self):
-        self.free_head = self.lru_head = self.lru_tail = self.prev_s = -1
+        self.free_head = self.lru_head = self.lru_tail = self.prev_s = self.key_src = -1
         self.whole = 1
         self.nslots = 64
         self.slots = <int64_t*>malloc(self.nslots * sizeof(int64_t))
@@ -975,7 +983,7 @@ cdef class StreamTable:
                 or (_u32(&x.flags, i) & NO_RECORDED_VALUE)):
             counts.passed += 1
             return 0
-        r = _identity(x, i, kind, &self.key, &self.scratch, &self.scratch_cap)
+        r = _identity(x, i, kind, &self.key, &self.key_src, &self.scratch, &self.scratch_cap)
         if r < 0:
             return r
         s = self._guess()
@@ -1065,6 +1073,7 @@ cdef class StreamTable:
         cdef int r, kind
         self._expire(st)
         self.prev_s = -1  # (expiry may have freed it)
+        self.key_src = -1  # (self.key's start is a source of an earlier batch)
         out.buckets_offsets[0] = out.pos_offsets[0] = out.neg_offsets[0] = 0
         for i in range(x.rows):
             r = self._row(x, i, st, counts, out, &kind)
@@ -1203,6 +1212,10 @@ cdef class StreamTable:
         try:
             self._gather(batch, source_keys, attributes_identity, &x, keep_alive)
             self._allocate(rows, &out, buffers)
+            # the output lists are about as long as the input's (a growth is a copy)
+            if (_reserve(&out.buckets, x.buckets.child_len) < 0 or _reserve(&out.pos, x.pos.child_len) < 0
+                    or _reserve(&out.neg, x.neg.child_len) < 0):
+                raise MemoryError()
             with nogil:
                 r = self._run(&x, &st, &counts, &out)
             if r == -1:
@@ -1291,45 +1304,49 @@ cdef class StreamTable:
         return 0
 
     cdef int _allocate(self, int64_t rows, Out* out, dict buffers) except -1:
-        """The output columns, as bytearrays (handed to Arrow without a copy)."""
-        cdef char* data
-        for name, width in (("act", 1), ("start", 8), ("temporality", 4), ("vi", 8), ("vd", 8), ("count", 8),
-                            ("sum", 8), ("mn", 8), ("mx", 8), ("zero_count", 8), ("pos_off", 4), ("neg_off", 4),
-                            ("ok_start", 1), ("ok_temporality", 1), ("ok_vi", 1), ("ok_vd", 1), ("ok_count", 1),
-                            ("ok_sum", 1), ("ok_mn", 1), ("ok_mx", 1), ("ok_zero_count", 1), ("ok_pos_off", 1),
-                            ("ok_neg_off", 1), ("ok_buckets", 1), ("ok_pos", 1), ("ok_neg", 1),
-                            ("buckets_offsets", 4), ("pos_offsets", 4), ("neg_offsets", 4)):
+        """The output columns, in one buffer from Arrow's memory pool (handed to Arrow without
+        a copy; not zeroed: _run writes every row of every column). buffers: name -> its
+        slice, and "whole" -> the buffer."""
+        cdef int64_t at = 0, size
+        layout = []
+        for name, width in _OUT_COLUMNS:
             size = (rows + 1) * width if name.endswith("_offsets") else rows * width
-            buffers[name] = bytearray(size)
-        data = PyByteArray_AS_STRING(buffers["act"]); out.act = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["start"]); out.start = <int64_t*>data
-        data = PyByteArray_AS_STRING(buffers["temporality"]); out.temporality = <int32_t*>data
-        data = PyByteArray_AS_STRING(buffers["vi"]); out.vi = <int64_t*>data
-        data = PyByteArray_AS_STRING(buffers["vd"]); out.vd = <double*>data
-        data = PyByteArray_AS_STRING(buffers["count"]); out.count = <uint64_t*>data
-        data = PyByteArray_AS_STRING(buffers["sum"]); out.sum = <double*>data
-        data = PyByteArray_AS_STRING(buffers["mn"]); out.mn = <double*>data
-        data = PyByteArray_AS_STRING(buffers["mx"]); out.mx = <double*>data
-        data = PyByteArray_AS_STRING(buffers["zero_count"]); out.zero_count = <uint64_t*>data
-        data = PyByteArray_AS_STRING(buffers["pos_off"]); out.pos_off = <int32_t*>data
-        data = PyByteArray_AS_STRING(buffers["neg_off"]); out.neg_off = <int32_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_start"]); out.ok_start = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_temporality"]); out.ok_temporality = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_vi"]); out.ok_vi = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_vd"]); out.ok_vd = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_count"]); out.ok_count = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_sum"]); out.ok_sum = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_mn"]); out.ok_mn = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_mx"]); out.ok_mx = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_zero_count"]); out.ok_zero_count = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_pos_off"]); out.ok_pos_off = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_neg_off"]); out.ok_neg_off = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_buckets"]); out.ok_buckets = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_pos"]); out.ok_pos = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["ok_neg"]); out.ok_neg = <uint8_t*>data
-        data = PyByteArray_AS_STRING(buffers["buckets_offsets"]); out.buckets_offsets = <int32_t*>data
-        data = PyByteArray_AS_STRING(buffers["pos_offsets"]); out.pos_offsets = <int32_t*>data
-        data = PyByteArray_AS_STRING(buffers["neg_offsets"]); out.neg_offsets = <int32_t*>data
+            layout.append((name, at, size))
+            at += (size + 63) & ~63  # (64-byte aligned, as Arrow's own buffers)
+        whole = pa.allocate_buffer(max(at, 1))
+        buffers["whole"] = whole
+        for name, offset, size in layout:
+            buffers[name] = whole.slice(offset, size)
+        places = buffers
+        out.act = <uint8_t*>_at_place(places, "act")
+        out.start = <int64_t*>_at_place(places, "start")
+        out.temporality = <int32_t*>_at_place(places, "temporality")
+        out.vi = <int64_t*>_at_place(places, "vi")
+        out.vd = <double*>_at_place(places, "vd")
+        out.count = <uint64_t*>_at_place(places, "count")
+        out.sum = <double*>_at_place(places, "sum")
+        out.mn = <double*>_at_place(places, "mn")
+        out.mx = <double*>_at_place(places, "mx")
+        out.zero_count = <uint64_t*>_at_place(places, "zero_count")
+        out.pos_off = <int32_t*>_at_place(places, "pos_off")
+        out.neg_off = <int32_t*>_at_place(places, "neg_off")
+        out.ok_start = _at_place(places, "ok_start")
+        out.ok_temporality = _at_place(places, "ok_temporality")
+        out.ok_vi = _at_place(places, "ok_vi")
+        out.ok_vd = _at_place(places, "ok_vd")
+        out.ok_count = _at_place(places, "ok_count")
+        out.ok_sum = _at_place(places, "ok_sum")
+        out.ok_mn = _at_place(places, "ok_mn")
+        out.ok_mx = _at_place(places, "ok_mx")
+        out.ok_zero_count = _at_place(places, "ok_zero_count")
+        out.ok_pos_off = _at_place(places, "ok_pos_off")
+        out.ok_neg_off = _at_place(places, "ok_neg_off")
+        out.ok_buckets = _at_place(places, "ok_buckets")
+        out.ok_pos = _at_place(places, "ok_pos")
+        out.ok_neg = _at_place(places, "ok_neg")
+        out.buckets_offsets = <int32_t*>_at_place(places, "buckets_offsets")
+        out.pos_offsets = <int32_t*>_at_place(places, "pos_offsets")
+        out.neg_offsets = <int32_t*>_at_place(places, "neg_offsets")
         return 0
 
     cdef object _wrap(self, batch, int64_t rows, Out* out, dict buffers):
@@ -1348,7 +1365,7 @@ cdef class StreamTable:
         if converted:
             def fixed(name, key, ok):
                 columns[name] = pa.Array.from_buffers(schema.field(name).type, rows,
-                                                      [_bitmap(buffers[ok], rows), pa.py_buffer(buffers[key])])
+                                                      [_bitmap(buffers[ok], rows), buffers[key]])
             fixed("start_time", "start", "ok_start")
             fixed("aggregation_temporality", "temporality", "ok_temporality")
             if out.any_sum:
@@ -1360,10 +1377,10 @@ cdef class StreamTable:
                 fixed("min", "mn", "ok_mn")
                 fixed("max", "mx", "ok_mx")
             def listed(name, offsets, ok, values):
-                child = pa.Array.from_buffers(schema.field(name).type.value_type, len(values) // 8,
-                                              [None, pa.py_buffer(values)])
+                child = pa.Array.from_buffers(schema.field(name).type.value_type, values.size // 8,
+                                              [None, values])
                 columns[name] = pa.Array.from_buffers(schema.field(name).type, rows,
-                                                      [_bitmap(buffers[ok], rows), pa.py_buffer(buffers[offsets])],
+                                                      [_bitmap(buffers[ok], rows), buffers[offsets]],
                                                       children=[child])
             if out.any_hist:
                 listed("bucket_counts", "buckets_offsets", "ok_buckets", _vector(&out.buckets))
@@ -1380,7 +1397,7 @@ cdef class StreamTable:
             flags = <uint8_t*>PyByteArray_AS_STRING(keep)
             for i in range(rows):
                 flags[i] = act[i] != ACT_DROP
-            result = result.filter(pa.Array.from_buffers(pa.bool_(), rows, [None, _bitmap(keep, rows, True)]))
+            result = result.filter(pa.Array.from_buffers(pa.bool_(), rows, [None, _bitmap(pa.py_buffer(keep), rows, True)]))
         return result
 
     # -- the saved state (otlpd.temporality.Converter.state's "streams") -------------
@@ -1606,8 +1623,25 @@ cdef class StreamTable:
         self.whole = 0
 
 
-cdef bytearray _vector(const U64s* v):
-    return PyByteArray_FromStringAndSize(<const char*>v.data, v.n * sizeof(uint64_t))
+cdef class _Owned:
+    """Owns (frees) the memory of a vector handed to Arrow without a copy."""
+    cdef void* data
+
+    def __dealloc__(self):
+        free(self.data)
+
+
+cdef object _vector(U64s* v):
+    """v's values as a pyarrow Buffer that owns them (v is left empty)."""
+    cdef _Owned owner
+    if v.data == NULL or v.n == 0:
+        return pa.py_buffer(b"")
+    owner = _Owned()
+    owner.data = v.data
+    size = v.n * sizeof(uint64_t)
+    v.data = NULL
+    v.n = v.cap = 0
+    return pa.foreign_buffer(<uintptr_t>owner.data, size, base=owner)
 
 
 cdef int _list_column(Col* c, Col* values, object arr, int64_t rows) except -1:
@@ -1616,10 +1650,13 @@ cdef int _list_column(Col* c, Col* values, object arr, int64_t rows) except -1:
     return 0
 
 
-cdef object _bitmap(bytearray flags, int64_t rows, bint always=False):
-    """A validity bitmap from a byte a row (None when every row is valid, unless always)."""
-    cdef const uint8_t* f = <const uint8_t*>PyByteArray_AS_STRING(flags)
+cdef object _bitmap(object flags, int64_t rows, bint always=False):
+    """A validity bitmap from a byte a row (a pyarrow Buffer; None when every row is valid,
+    unless always)."""
+    cdef const uint8_t* f = <const uint8_t*><uintptr_t>flags.address
     cdef int64_t i, nulls = 0
+    if flags.size < rows:
+        raise ValueError("a flags buffer shorter than its rows")
     bits = bytearray((rows + 7) // 8)
     cdef uint8_t* b = <uint8_t*>PyByteArray_AS_STRING(bits)
     for i in range(rows):
@@ -1630,3 +1667,15 @@ cdef object _bitmap(bytearray flags, int64_t rows, bint always=False):
     if nulls == 0 and not always:
         return None
     return pa.py_buffer(bits)
+
+
+cdef uint8_t* _at_place(dict buffers, str name) except NULL:
+    """Where the output column ``name`` (a slice of one pool buffer) starts."""
+    return <uint8_t*><uintptr_t>buffers[name].address
+
+
+_OUT_COLUMNS = (("act", 1), ("start", 8), ("temporality", 4), ("vi", 8), ("vd", 8), ("count", 8), ("sum", 8),
+                ("mn", 8), ("mx", 8), ("zero_count", 8), ("pos_off", 4), ("neg_off", 4), ("ok_start", 1),
+                ("ok_temporality", 1), ("ok_vi", 1), ("ok_vd", 1), ("ok_count", 1), ("ok_sum", 1), ("ok_mn", 1),
+                ("ok_mx", 1), ("ok_zero_count", 1), ("ok_pos_off", 1), ("ok_neg_off", 1), ("ok_buckets", 1),
+                ("ok_pos", 1), ("ok_neg", 1), ("buckets_offsets", 4), ("pos_offsets", 4), ("neg_offsets", 4))

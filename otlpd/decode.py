@@ -90,6 +90,11 @@ def as_item(item):
     return sources.lean_or_plain(item) if isinstance(item, (pa.RecordBatch, pa.Table)) else item
 
 
+def is_chunk(item) -> bool:
+    """Whether ``item`` is the Cython decoder's Chunk (whose to_batch() moves its memory)."""
+    return isinstance(item, _Chunk)
+
+
 def as_batch(item) -> pa.RecordBatch:
     """A buffered item's rows, in the stored layout, as a RecordBatch (a Chunk is
     converted: once only)."""

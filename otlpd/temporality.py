@@ -736,6 +736,9 @@ class Stage:
         self.dirty = False
         self._clock = clock
         self._saved_at = float("-inf")
+        # the sources seen lately, {source_id: (canonical key, sources batch, row)}: a run's
+        # sources are looked up here, and imported from a request only when new
+        self._sources: dict[int, tuple[bytes, pa.RecordBatch, int]] = {}
 
     def save_in(self) -> float | None:
         """Seconds until the unsaved state must be saved (the writer writes by then), or None."""
@@ -798,47 +801,101 @@ class Stage:
         return self.converter.needs(item.to_batch())
 
     def _convert_run(self, run: list) -> list:
-        """The converted rows of consecutive items, as one Lean (as one item each if their
-        sources collide: one id, two sources, across requests)."""
+        """The converted rows of consecutive items, as one :class:`Converted` (as one item
+        each if their sources collide: one id, two sources, across requests)."""
         if not run:
             return []
-        merged = _merge_sources(run)
+        merged = self._run_sources(run)
         if merged is None:  # (a single item's sources never collide)
             return [converted for item in run for converted in self._convert_run([item])]
         rows = decode.concat(run) if len(run) > 1 else decode.as_batch(run[0])
-        sources_batch, ids, keys = merged
+        ids, keys, places = merged
         table = self.converter.convert(rows, source_keys=dict(zip(ids, keys)))
         self.dirty = True  # only conversion (and expiry, which runs with it) changes the streams
         batches = table.combine_chunks().to_batches()
         rows = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
-        return [sources.Lean(rows, sources_batch, keys)]
+        return [Converted(rows, ids, keys, places)]
+
+    def _run_sources(self, items: list) -> tuple[tuple, tuple, list] | None:
+        """The sources of ``items`` together (each id once, in order of first use): the ids,
+        the canonical keys and where each source's row is (a sources batch and its row); None
+        if two items give one id to two different sources. A request's sources batch is
+        imported only if it brings a source not seen lately: the writer stores a source once
+        a file, so the rows are gathered only if it asks (Converted.sources_batch)."""
+        known: dict[int, bytes] = {}
+        places = []
+        cache = self._sources
+        for item in items:
+            batch = None
+            for row, (source_id, key) in enumerate(zip(item.source_ids, item.source_keys)):
+                seen = known.get(source_id)
+                if seen is None:
+                    known[source_id] = key
+                    place = cache.get(source_id)
+                    if place is None or place[0] != key:
+                        if batch is None:
+                            batch = item.sources_batch()
+                        if len(cache) >= SOURCES_CACHED:
+                            cache.clear()  # (sources that come and go: the next runs import theirs again)
+                        place = cache[source_id] = (key, batch, row)
+                    places.append(place)
+                elif seen != key:
+                    return None
+        return tuple(known), tuple(known.values()), places
 
 
 RUN_BYTES = 16 * 1024 * 1024  # rows converted in one call at most (a transient copy of that size)
+SOURCES_CACHED = 4096  # sources a stage remembers (each keeps its request's sources batch alive)
 
 
-def _merge_sources(items: list) -> tuple[pa.RecordBatch, tuple, tuple] | None:
-    """The sources of ``items`` together (each id once, in order of first use): the batch, the
-    ids and the canonical keys; None if two items give one id to two different sources."""
-    known: dict[int, bytes] = {}
-    parts = []  # the sources batches, or the rows of them, that bring new sources
-    for item in items:
-        new = []
-        for row, (source_id, key) in enumerate(zip(item.source_ids, item.source_keys)):
-            seen = known.get(source_id)
-            if seen is None:
-                known[source_id] = key
-                new.append(row)
-            elif seen != key:
-                return None
-        if new:  # (requests from one application bring its sources once: usually the first only)
-            batch = item.sources_batch()
-            parts.append(batch if len(new) == batch.num_rows else batch.take(pa.array(new, pa.int32())))
-    if len(parts) <= 1:
-        batch = parts[0] if parts else items[0].sources_batch()
-    else:
-        batch = pa.Table.from_batches(parts, schema=sources.SOURCES_SCHEMA).combine_chunks().to_batches()[0]
-    return batch, tuple(known), tuple(known.values())
+class Converted:
+    """A run's converted rows and the sources they refer to, with the interface of a
+    buffered item (otlpd.sources.Lean's). The sources batch is gathered from where the stage
+    found each source only when asked for (the writer asks for those new to its file)."""
+
+    __slots__ = ("rows", "source_ids", "source_keys", "collisions", "_places", "_sources")
+
+    def __init__(self, rows: pa.RecordBatch, source_ids: tuple, source_keys: tuple, places: list):
+        self.rows = rows
+        self.source_ids = source_ids
+        self.source_keys = source_keys
+        self.collisions = 0
+        self._places = places
+        self._sources = None
+
+    @property
+    def num_rows(self) -> int:
+        return self.rows.num_rows
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes
+
+    def get_total_buffer_size(self) -> int:
+        return self.rows.get_total_buffer_size()
+
+    def to_batch(self) -> pa.RecordBatch:
+        return self.rows
+
+    def sources_batch(self) -> pa.RecordBatch:
+        if self._sources is None:
+            parts = []  # (batch, rows): consecutive sources of one batch taken together
+            for _key, batch, row in self._places:
+                if parts and parts[-1][0] is batch:
+                    parts[-1][1].append(row)
+                else:
+                    parts.append((batch, [row]))
+            taken = [batch if rows == list(range(batch.num_rows)) else batch.take(pa.array(rows, pa.int32()))
+                     for batch, rows in parts]
+            if len(taken) == 1:
+                self._sources = taken[0]
+            elif taken:
+                self._sources = pa.Table.from_batches(taken, schema=sources.SOURCES_SCHEMA) \
+                    .combine_chunks().to_batches()[0]
+            else:
+                self._sources = pa.RecordBatch.from_pylist([], schema=sources.SOURCES_SCHEMA)
+            self._places = None
+        return self._sources
 
 
 def implementations() -> dict[str, type]:

@@ -198,10 +198,12 @@ def _coalesce(items: list, target_rows: int | None = None, target_bytes: int | N
         group = items[:count]
         del items[:count]
         if count == 1:
-            # to_batch() moves a Chunk's memory: keep the item whole for a retry
+            # to_batch() moves a Chunk's memory: keep the item whole for a retry (other
+            # items' rows are theirs already, and their sources are taken only if new)
             item = group[0]
-            group = [Lean(decode.as_batch(item), item.sources_batch(), item.source_keys)]
-            yield group, group[0].rows
+            if decode.is_chunk(item):
+                group = [Lean(decode.as_batch(item), item.sources_batch(), item.source_keys)]
+            yield group, decode.as_batch(group[0])
         else:
             yield group, decode.concat(group)
         del group

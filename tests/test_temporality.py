@@ -365,6 +365,42 @@ def test_the_stage_converts_consecutive_requests_as_one_run(mask, monkeypatch):
         [stream[:-1] for stream in alone.converter.state()["streams"]]
 
 
+
+@pytest.mark.parametrize("cached", [2, 4096], ids=["sources forgotten", "sources remembered"])
+def test_the_stage_finds_each_runs_sources_across_runs(cached, monkeypatch):
+    """The stage remembers the sources it saw (a request's sources are imported only when it
+    brings a new one); every converted run still refers to the right sources, when a source
+    comes back in a later run, when the stage has forgotten it, and when a later run gives a
+    known id to another source."""
+    from otlpd import _decoder, decode, sources
+
+    monkeypatch.setattr(temporality, "SOURCES_CACHED", cached)
+
+    def drained(i, services):
+        return [decode.BUFFER_DECODERS["metrics"](request([sum_metric(
+            [(100, 110 + 10 * i, 5 * i + n)], attrs=[("n", str(n))])], service=service).SerializeToString())
+            for n, service in enumerate(services)]
+
+    def stored(items):
+        return sum((sources.join(item.to_batch(), item.sources_batch()).to_pylist() for item in items), [])
+
+    drains = [["a", "b", "c"], ["c", "d", "a", "e"], ["b"], ["e", "a", "b", "c", "d"]]
+    together, alone = temporality.Stage(delta(initial_value="keep")), temporality.Stage(delta(initial_value="keep"))
+    for i, services in enumerate(drains):
+        run = together.process(drained(i, services))
+        assert len(run) == 1
+        assert stored(run) == stored([out for item in drained(i, services) for out in alone.process([item])])
+        assert sorted(dict(row["resource_attributes"])["service.name"] for row in stored(run)) == sorted(services)
+    # one id, two sources, in two runs (every id 0): the second run's source is its own
+    old = _decoder._set_source_id_mask(0)
+    monkeypatch.setattr(sources, "ID_MASK", 0)
+    try:
+        first, second = together.process(drained(9, ["x"])), together.process(drained(10, ["y"]))
+    finally:
+        _decoder._set_source_id_mask(old)
+    assert first[0].source_ids == second[0].source_ids == (0,)
+    assert [dict(row["resource_attributes"])["service.name"] for row in stored(first + second)] == ["x", "y"]
+
 def test_a_saved_change_names_a_saved_stream_by_its_serial_alone():
     """A stream's identity (431 bytes a series in the benchmark, most of it the resource) is
     saved once: a later change of it is its serial and its values. A change that names a
