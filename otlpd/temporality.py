@@ -736,6 +736,7 @@ class Stage:
         self.dirty = False
         self._clock = clock
         self._saved_at = float("-inf")
+        self.run_rows, self.run_bytes = RUN_ROWS, RUN_BYTES  # (limit_runs)
         # the sources seen lately, {source_id: (canonical key, sources batch, row)}: a run's
         # sources are looked up here, and imported from a request only when new
         self._sources: dict[int, tuple[bytes, pa.RecordBatch, int]] = {}
@@ -761,14 +762,15 @@ class Stage:
         """The items to write for ``drained``, in order. Consecutive requests that need
         converting are converted as one run (one call, one pass: the per-call work of
         gathering and wrapping Arrow columns is paid once a run, not once a request), up to
-        RUN_BYTES of rows."""
+        ``run_rows`` rows and ``run_bytes`` bytes: the writer's bounds of a written batch
+        (limit_runs), so that a run is written as it is, never concatenated again."""
         out: list = []
         run: list = []
-        run_bytes = 0
+        run_rows = run_bytes = 0
         for item in drained:
             if isinstance(item, SettingChange):
                 out.extend(self._convert_run(run))
-                run, run_bytes = [], 0
+                run, run_rows, run_bytes = [], 0, 0
                 self.converter.settings = dataclasses.replace(self.converter.settings,
                                                               temporality=item.temporality)
                 self.converter.reset()  # no delta is computed across the change
@@ -777,17 +779,22 @@ class Stage:
             item = decode.as_item(item)
             if not self._may_need(item):
                 out.extend(self._convert_run(run))
-                run, run_bytes = [], 0
+                run, run_rows, run_bytes = [], 0, 0
                 self.converter.counters.passed_through_points += item.num_rows
                 out.append(item)  # as it is (a Chunk stays one, merged natively)
                 continue
-            if run and run_bytes + item.nbytes > RUN_BYTES:
+            if run and (run_rows + item.num_rows > self.run_rows or run_bytes + item.nbytes > self.run_bytes):
                 out.extend(self._convert_run(run))
-                run, run_bytes = [], 0
+                run, run_rows, run_bytes = [], 0, 0
             run.append(item)
+            run_rows += item.num_rows
             run_bytes += item.nbytes
         out.extend(self._convert_run(run))
         return out
+
+    def limit_runs(self, rows: int, nbytes: int) -> None:
+        """Convert runs of at most ``rows`` rows and ``nbytes`` bytes (the writer's batch)."""
+        self.run_rows, self.run_bytes = max(1, rows), max(1, nbytes)
 
     def _may_need(self, item) -> bool:
         """Whether item may hold a point to convert: the decoder's Chunk says which
@@ -844,7 +851,10 @@ class Stage:
         return tuple(known), tuple(known.values()), places
 
 
-RUN_BYTES = 16 * 1024 * 1024  # rows converted in one call at most (a transient copy of that size)
+# rows converted in one call at most (a transient copy of that size), unless the writer sets its
+# own bounds (Stage.limit_runs: a run is then one written batch)
+RUN_ROWS = 65536
+RUN_BYTES = 16 * 1024 * 1024
 SOURCES_CACHED = 4096  # sources a stage remembers (each keeps its request's sources batch alive)
 
 

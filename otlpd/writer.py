@@ -224,6 +224,8 @@ class SignalWriter:
         # what runs on the drained items, in order, before they are written (the metrics
         # writer's temporality conversion, otlpd.temporality.Stage)
         self.stage = stage
+        if stage is not None:  # a converted run is then one batch to write, as it is
+            stage.limit_runs(COALESCE_ROWS, settings.coalesce_bytes)
         self.schema = schema
         self.buffer = buffer
         self.directory = Path(directory)

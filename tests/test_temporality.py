@@ -3,6 +3,7 @@ for both implementations (the reference otlpd.temporality.Converter and the nati
 NativeConverter: every test runs once with each), and the two against each other on random
 series. Points are (start_time, time, value), times in seconds."""
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -364,6 +365,29 @@ def test_the_stage_converts_consecutive_requests_as_one_run(mask, monkeypatch):
     assert [stream[:-1] for stream in together.converter.state()["streams"]] == \
         [stream[:-1] for stream in alone.converter.state()["streams"]]
 
+
+
+def test_a_run_is_bounded_by_the_writers_batch():
+    """The metrics writer bounds a run by its own batch (rows and bytes): each converted run
+    is then written as it is, never concatenated again."""
+    from otlpd import decode
+    from otlpd.writer import COALESCE_ROWS, SignalWriter, WriterSettings
+
+    def drained(call=0):  # (each call later than the last: no point is dropped)
+        return [decode.BUFFER_DECODERS["metrics"](request([sum_metric(
+            [(100, 1000 * call + 110 + 10 * i + p, 1000 * call + 5 * i + p) for p in range(2)],
+            attrs=[("i", str(i))])]).SerializeToString()) for i in range(5)]
+
+    stage = temporality.Stage(delta(initial_value="keep"))
+    assert (stage.run_rows, stage.run_bytes) == (temporality.RUN_ROWS, temporality.RUN_BYTES)
+    assert [item.num_rows for item in stage.process(drained())] == [10]
+    stage.limit_runs(rows=4, nbytes=1 << 30)
+    assert [item.num_rows for item in stage.process(drained(1))] == [4, 4, 2]
+    one = drained()[0].nbytes
+    stage.limit_runs(rows=1000, nbytes=3 * one)
+    assert [item.num_rows for item in stage.process(drained(2))] == [6, 4]
+    SignalWriter("metrics", None, None, Path("unused"), WriterSettings(coalesce_bytes=12345), stage=stage)
+    assert (stage.run_rows, stage.run_bytes) == (COALESCE_ROWS, 12345)
 
 
 @pytest.mark.parametrize("cached", [2, 4096], ids=["sources forgotten", "sources remembered"])
