@@ -28,10 +28,15 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 
+import sys
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["StreamTable"]
+
+if sys.byteorder != "little":  # the saved state's u64 counts and f64 bounds are copied as the host's bytes
+    raise ImportError("otlpd._temporality supports little-endian hosts only")
 
 # -- declarations ------------------------------------------------------------
 
@@ -304,18 +309,22 @@ cdef struct Bytes:
     int64_t n
     int64_t cap
 
-cdef int _put(Bytes* b, const uint8_t* src, int64_t n) noexcept nogil:
-    cdef int64_t cap
+cdef int _grow(Bytes* b, int64_t need) noexcept nogil:
+    """Room for need bytes in b (doubling); -1: no memory."""
+    cdef int64_t cap = b.cap * 2 if b.cap else 256
     cdef uint8_t* data
-    if b.n + n > b.cap:
-        cap = b.cap * 2 if b.cap else 256
-        while cap < b.n + n:
-            cap *= 2
-        data = <uint8_t*>realloc(b.data, cap)
-        if data == NULL:
-            return -1
-        b.data = data
-        b.cap = cap
+    while cap < need:
+        cap *= 2
+    data = <uint8_t*>realloc(b.data, cap)
+    if data == NULL:
+        return -1
+    b.data = data
+    b.cap = cap
+    return 0
+
+cdef inline int _put(Bytes* b, const uint8_t* src, int64_t n) noexcept nogil:
+    if b.n + n > b.cap and _grow(b, b.n + n) < 0:
+        return -1
     if n:
         memcpy(b.data + b.n, src, n)
     b.n += n
@@ -466,10 +475,8 @@ cdef int _put_counts(Bytes* b, int64_t lo, const U64s* v, bint indexed) noexcept
             return -1
     if _put_u32(b, <uint32_t>(z - a)) < 0:
         return -1
-    for k in range(a, z):
-        if _put_i64(b, <int64_t>v.data[k]) < 0:
-            return -1
-    return 0
+    # the u64s as they are in memory: little-endian, as the format (and the bounds, below)
+    return _put(b, <const uint8_t*>(v.data + a), (z - a) * 8)
 
 cdef struct Cursor:           # reading a saved state: at < 0 once it ran out
     const uint8_t* p
@@ -1416,7 +1423,7 @@ cdef class StreamTable:
                 if self._put_record(&out, s, 1) < 0:
                     raise MemoryError()
                 s = self.streams[s].next
-            return out.data[:out.n] if out.n else b""
+            return _handed(&out)
         finally:
             free(out.data)
 
@@ -1447,7 +1454,7 @@ cdef class StreamTable:
                 self.streams[s].persisted = 1
                 s = self.streams[s].next
             self.removed.n = 0
-            return out.data[:out.n]
+            return _handed(&out)
         finally:
             free(out.data)
 
@@ -1485,8 +1492,9 @@ cdef class StreamTable:
 
     def load_dump(self, data, bint replace=True):
         """Take a :meth:`dump` (replacing every stream), or (replace false) apply a
-        :meth:`dump_changes`. What is loaded counts as saved. ValueError if it is not one."""
-        cdef const uint8_t[::1] view = data
+        :meth:`dump_changes` (any bytes-like object). What is loaded counts as saved.
+        ValueError if it is not one."""
+        cdef const uint8_t[::1] view = memoryview(data).cast("B")
         cdef Cursor c
         cdef int64_t n, i, s, serial
         c.p = &view[0] if len(view) else NULL
@@ -1631,17 +1639,32 @@ cdef class _Owned:
         free(self.data)
 
 
-cdef object _vector(U64s* v):
-    """v's values as a pyarrow Buffer that owns them (v is left empty)."""
+cdef object _handed(Bytes* b):
+    """b's bytes as a pyarrow Buffer that owns them, without a copy (b is left empty: the
+    caller's free of it is a no-op)."""
     cdef _Owned owner
-    if v.data == NULL or v.n == 0:
+    if b.data == NULL or b.n == 0:
+        free(b.data)
+        b.data = NULL
+        b.n = b.cap = 0
         return pa.py_buffer(b"")
     owner = _Owned()
-    owner.data = v.data
-    size = v.n * sizeof(uint64_t)
+    owner.data = b.data
+    size = b.n
+    b.data = NULL
+    b.n = b.cap = 0
+    return pa.foreign_buffer(<uintptr_t>owner.data, size, base=owner)
+
+
+cdef object _vector(U64s* v):
+    """v's values as a pyarrow Buffer that owns them (v is left empty)."""
+    cdef Bytes b
+    b.data = <uint8_t*>v.data
+    b.n = v.n * sizeof(uint64_t)
+    b.cap = v.cap * sizeof(uint64_t)
     v.data = NULL
     v.n = v.cap = 0
-    return pa.foreign_buffer(<uintptr_t>owner.data, size, base=owner)
+    return _handed(&b)
 
 
 cdef int _list_column(Col* c, Col* values, object arr, int64_t rows) except -1:

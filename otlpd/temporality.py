@@ -347,14 +347,16 @@ class Converter:
                 "streams": [_entry(key, s) for key, s in self._streams.items()]}
 
     def dump(self) -> bytes:
-        """The whole state in the saved format (below, "The saved state's format")."""
+        """The whole state in the saved format (below, "The saved state's format"): bytes,
+        or from the native converter a bytes-like pyarrow Buffer (its memory, not copied)."""
         return _u32(len(self._streams)) + b"".join(_record(self._serial[key], key, s)
                                                     for key, s in self._streams.items())
 
     def dump_changes(self) -> bytes | None:
         """What changed since the state was last saved, in the saved format: the identities
         expired, then the records of the streams changed, in order of use; or None when only
-        the whole state will do (nothing saved yet, or a reset). Taking them marks them saved."""
+        the whole state will do (nothing saved yet, or a reset). Taking them marks them saved.
+        Bytes-like, as dump's."""
         if self._whole:
             return None
         changed = []

@@ -443,7 +443,7 @@ def test_a_saved_change_names_a_saved_stream_by_its_serial_alone():
     whole = converter.dump()
     converter.mark_saved()
     convert(sum_metric([(100, 120, 5)], attrs=[("a", "1")]), sum_metric([(100, 120, 1)], attrs=[("a", "3")]))
-    changes = converter.dump_changes()
+    changes = bytes(converter.dump_changes())  # (bytes-like: the native one hands its buffer over)
     removed, count = struct.unpack_from("<II", changes)
     assert (removed, count) == (0, 2)
     first = struct.unpack_from("<QB", changes, 8)
