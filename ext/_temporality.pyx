@@ -148,13 +148,14 @@ cdef struct Out:              # the output columns, a row each
 
 cdef struct Batch:            # the input columns
     int64_t rows
-    Col source_index, name, kind, unit, mono, attrs, akeys, avals, atypes, aother
+    Col source_id, name, kind, unit, mono, attrs, akeys, avals, atypes, aother
     Col start, time, flags, temporality, vd, vi, count, sum, mn, mx
     Col buckets, buckets_v, bounds, bounds_v, scale, zero_count, zero_threshold
     Col pos_off, pos, pos_v, neg_off, neg, neg_v
     const uint8_t** src_key
     int64_t* src_len
     int64_t nsources
+    int32_t* source_index     # each row's source (an index of src_key), found by _index_sources
     const uint8_t** attr_id   # a row's precomputed attribute identity (attributes_other), or NULL
     int64_t* attr_len
 
@@ -370,7 +371,7 @@ cdef int _identity(const Batch* x, int64_t i, int kind, Bytes* key, int64_t* key
     cdef const uint8_t* p
     cdef Entry e
     cdef Entry* grown
-    src = _i32(&x.source_index, i)
+    src = x.source_index[i]
     if src < 0 or src >= x.nsources:
         return -2
     if key_src[0] == src:
@@ -426,6 +427,16 @@ cdef int _identity(const Batch* x, int64_t i, int kind, Bytes* key, int64_t* key
             return -1
     return 0
 
+cdef inline uint64_t _mix(uint64_t h) noexcept nogil:
+    """MurmurHash3's fmix64 (the finish of _hash; source ids are hashes already, but may be masked or chosen)."""
+    h ^= h >> 33
+    h *= 0xFF51AFD7ED558CCDULL
+    h ^= h >> 33
+    h *= 0xC4CEB9FE1A85EC53ULL
+    h ^= h >> 33
+    return h
+
+
 cdef inline uint64_t _hash(const uint8_t* data, int64_t n) noexcept nogil:
     """The identity's hash, 8 bytes a step (a multiply-xorshift, finished with MurmurHash3's
     fmix64): the table compares the whole identity, so the hash needs spread, not strength,
@@ -440,13 +451,7 @@ cdef inline uint64_t _hash(const uint8_t* data, int64_t n) noexcept nogil:
     w = 0
     if n:
         memcpy(&w, data, n)
-    h ^= w
-    h ^= h >> 33
-    h *= 0xFF51AFD7ED558CCDULL
-    h ^= h >> 33
-    h *= 0xC4CEB9FE1A85EC53ULL
-    h ^= h >> 33
-    return h
+    return _mix(h ^ w)
 
 
 cdef inline int _put_i64(Bytes* b, int64_t value) noexcept nogil:
@@ -696,6 +701,68 @@ cdef int _combine(Val* out, const Val* a, const Val* b, int sign, int kind) noex
     return 0
 
 # -- the table ----------------------------------------------------------------------
+
+cdef void _copy_fixed(const Col* c, void* data, uint8_t* ok, int64_t width, int64_t rows) noexcept nogil:
+    """rows values of a fixed-width column into data, and a byte a row of its validity into ok."""
+    cdef int64_t i
+    if c.data == NULL:
+        memset(data, 0, rows * width)
+    else:
+        memcpy(data, c.data + c.off * width, rows * width)
+    if c.valid == NULL:
+        memset(ok, 1, rows)
+    else:
+        for i in range(rows):
+            ok[i] = _valid(c, i)
+
+
+cdef int64_t _index_sources(Batch* x, list ids) except -2:
+    """x.source_index: each row's source, by its source_id, from ``ids`` (the order of
+    x.src_key): a hash table of the ids, and the row before's source tried first (the rows
+    of a source come together). The first row whose id is not in ids, or -1."""
+    cdef int64_t n = len(ids), nslots = 16, i, at, hint = -1
+    cdef uint64_t mask, sid
+    cdef uint64_t* keys
+    cdef int32_t* slots
+    if n >= 0x7FFFFFFF:
+        raise ValueError("too many sources in one batch")
+    while nslots < 2 * n:
+        nslots *= 2
+    mask = <uint64_t>(nslots - 1)
+    keys = <uint64_t*>malloc(nslots * sizeof(uint64_t))
+    slots = <int32_t*>malloc(nslots * sizeof(int32_t))  # the index + 1 of the id at that slot; 0: empty
+    if keys == NULL or slots == NULL:
+        free(keys)
+        free(slots)
+        raise MemoryError()
+    try:
+        memset(slots, 0, nslots * sizeof(int32_t))
+        for i in range(n):
+            sid = ids[i]
+            at = <int64_t>(_mix(sid) & mask)
+            while slots[at] and keys[at] != sid:
+                at = (at + 1) & mask
+            if not slots[at]:  # (an id given twice keeps its first index)
+                keys[at] = sid
+                slots[at] = <int32_t>(i + 1)
+        with nogil:
+            for i in range(x.rows):
+                sid = _u64(&x.source_id, i)
+                if hint >= 0 and keys[hint] == sid:
+                    x.source_index[i] = x.source_index[i - 1]
+                    continue
+                at = <int64_t>(_mix(sid) & mask)
+                while slots[at] and keys[at] != sid:
+                    at = (at + 1) & mask
+                if not slots[at]:
+                    return i
+                x.source_index[i] = slots[at] - 1
+                hint = at
+        return -1
+    finally:
+        free(keys)
+        free(slots)
+
 
 cdef class StreamTable:
     """Every stream's state: a pool of Stream structs, an open-addressing index by hash
@@ -1082,6 +1149,7 @@ cdef class StreamTable:
         self.prev_s = -1  # (expiry may have freed it)
         self.key_src = -1  # (self.key's start is a source of an earlier batch)
         out.buckets_offsets[0] = out.pos_offsets[0] = out.neg_offsets[0] = 0
+        self._copy_scalars(x, out)
         for i in range(x.rows):
             r = self._row(x, i, st, counts, out, &kind)
             if r < 0:
@@ -1097,30 +1165,20 @@ cdef class StreamTable:
             out.neg_offsets[i + 1] = <int32_t>out.neg.n
         return 0
 
-    cdef void _copy_scalars(self, const Batch* x, int64_t i, Out* out) noexcept nogil:
-        """Row i's fixed-width columns as they came."""
-        out.ok_start[i] = _valid(&x.start, i)
-        out.start[i] = _i64(&x.start, i)
-        out.ok_temporality[i] = _valid(&x.temporality, i)
-        out.temporality[i] = _i32(&x.temporality, i)
-        out.ok_vi[i] = _valid(&x.vi, i)
-        out.vi[i] = _i64(&x.vi, i)
-        out.ok_vd[i] = _valid(&x.vd, i)
-        out.vd[i] = _f64(&x.vd, i)
-        out.ok_count[i] = _valid(&x.count, i)
-        out.count[i] = _u64(&x.count, i)
-        out.ok_sum[i] = _valid(&x.sum, i)
-        out.sum[i] = _f64(&x.sum, i)
-        out.ok_mn[i] = _valid(&x.mn, i)
-        out.mn[i] = _f64(&x.mn, i)
-        out.ok_mx[i] = _valid(&x.mx, i)
-        out.mx[i] = _f64(&x.mx, i)
-        out.ok_zero_count[i] = _valid(&x.zero_count, i)
-        out.zero_count[i] = _u64(&x.zero_count, i)
-        out.ok_pos_off[i] = _valid(&x.pos_off, i)
-        out.pos_off[i] = _i32(&x.pos_off, i)
-        out.ok_neg_off[i] = _valid(&x.neg_off, i)
-        out.neg_off[i] = _i32(&x.neg_off, i)
+    cdef void _copy_scalars(self, const Batch* x, Out* out) noexcept nogil:
+        """Every row's fixed-width columns as they came, a column at a time (_row and _emit
+        then write the converted rows' own)."""
+        _copy_fixed(&x.start, out.start, out.ok_start, 8, x.rows)
+        _copy_fixed(&x.temporality, out.temporality, out.ok_temporality, 4, x.rows)
+        _copy_fixed(&x.vi, out.vi, out.ok_vi, 8, x.rows)
+        _copy_fixed(&x.vd, out.vd, out.ok_vd, 8, x.rows)
+        _copy_fixed(&x.count, out.count, out.ok_count, 8, x.rows)
+        _copy_fixed(&x.sum, out.sum, out.ok_sum, 8, x.rows)
+        _copy_fixed(&x.mn, out.mn, out.ok_mn, 8, x.rows)
+        _copy_fixed(&x.mx, out.mx, out.ok_mx, 8, x.rows)
+        _copy_fixed(&x.zero_count, out.zero_count, out.ok_zero_count, 8, x.rows)
+        _copy_fixed(&x.pos_off, out.pos_off, out.ok_pos_off, 4, x.rows)
+        _copy_fixed(&x.neg_off, out.neg_off, out.ok_neg_off, 4, x.rows)
 
     cdef int _copy_list(self, const Col* c, const Col* values, int64_t i, U64s* out, uint8_t* ok) noexcept nogil:
         """Row i of a list<uint64> column as it came. -2: bad offsets, -1: no memory."""
@@ -1134,16 +1192,9 @@ cdef class StreamTable:
         """Row i's output columns: as it came, or (ACT_OUT) from its converted value
         (self.emitted) with out.start[i] and out.temporality[i] already set by _row."""
         cdef Val* v = self.emitted
-        cdef int64_t start = out.start[i]
-        cdef int32_t temporality = out.temporality[i]
-        cdef bint converted = out.act[i] == ACT_OUT
         cdef int r
-        self._copy_scalars(x, i, out)
-        if not converted:
-            kind = K_OTHER
-        else:
-            out.start[i] = start
-            out.temporality[i] = temporality
+        if out.act[i] != ACT_OUT:
+            kind = K_OTHER  # (its fixed-width columns are copied already: _copy_scalars)
         if kind == K_SUM:
             out.any_sum = 1
             out.ok_vi[i] = v.has_int
@@ -1233,6 +1284,7 @@ cdef class StreamTable:
         finally:
             free(x.src_key)
             free(x.src_len)
+            free(x.source_index)
             free(x.attr_id)
             free(x.attr_len)
             free(out.buckets.data)
@@ -1248,20 +1300,21 @@ cdef class StreamTable:
         column = batch.column
         keep_alive.append(batch)
         ids = list(source_keys)
-        index = pc.index_in(column("source_id"), value_set=pa.array(ids, pa.uint64()))
-        if index.null_count:
-            missing = pc.filter(column("source_id"), pc.is_null(index))[0].as_py()
-            raise ValueError(f"source_id {missing} has no canonical key")
-        index = index.cast(pa.int32())
-        keep_alive.append(index)
-        _fixed(&x.source_index, index, rows)
         x.nsources = len(ids)
         x.src_key = <const uint8_t**>malloc((x.nsources + 1) * sizeof(uint8_t*))
         x.src_len = <int64_t*>malloc((x.nsources + 1) * sizeof(int64_t))
         x.attr_id = <const uint8_t**>malloc(rows * sizeof(uint8_t*))
         x.attr_len = <int64_t*>malloc(rows * sizeof(int64_t))
-        if x.src_key == NULL or x.src_len == NULL or x.attr_id == NULL or x.attr_len == NULL:
+        x.source_index = <int32_t*>malloc(rows * sizeof(int32_t))
+        if (x.src_key == NULL or x.src_len == NULL or x.attr_id == NULL or x.attr_len == NULL
+                or x.source_index == NULL):
             raise MemoryError()
+        _fixed(&x.source_id, column("source_id"), rows)
+        if x.source_id.valid != NULL:
+            raise ValueError("a metric row without a source_id")
+        missing = _index_sources(x, ids)
+        if missing >= 0:
+            raise ValueError(f"source_id {_u64(&x.source_id, missing)} has no canonical key")
         keys = [bytes(source_keys[key]) for key in ids]
         keep_alive.append(keys)
         for i in range(x.nsources):

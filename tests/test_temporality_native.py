@@ -164,3 +164,31 @@ def test_the_next_row_guess_never_takes_another_stream():
         assert reference.counters.snapshot() == native.counters.snapshot()
         assert native.dump() == reference.dump()
     assert native.counters.converted_points > 10  # the deltas were computed, not all baselines
+
+
+def test_rows_of_many_sources_find_theirs_and_an_unknown_source_changes_nothing():
+    """Each row's source is found by its source_id natively (a hash table of the batch's
+    ids): rows of many sources, interleaved, convert as the reference converts them; a row
+    whose source_id has no canonical key is refused before any stream changes."""
+    import pyarrow as pa
+
+    from test_temporality import sum_metric
+
+    items = [decode.BUFFER_DECODERS["metrics"](request([sum_metric([(100, 110 + t, 5 * t + n)], attrs=[("n", str(n))])],
+                                                       service=f"svc{n}").SerializeToString())
+             for t in range(3) for n in range(40)]
+    keys = {}
+    for item in items:
+        keys.update(zip(item.source_ids, item.source_keys))
+    rows = pa.Table.from_batches([decode.as_batch(item) for item in items]).combine_chunks().to_batches()[0]
+    rows = pa.Table.from_batches([rows.take(pa.array(list(range(0, 120, 2)) + list(range(1, 120, 2))))]).to_batches()[0]
+    options = Settings(temporality="delta", initial_value="keep")
+    native, reference = temporality.NativeConverter(options), temporality.Converter(options)
+    assert native.convert(rows, now_ns=10**12, source_keys=keys).equals(
+        reference.convert(rows, now_ns=10**12, source_keys=keys))
+    assert native.streams == reference.streams == 40
+    before = native.dump()
+    known = dict(list(keys.items())[1:])  # the first source's key missing
+    with pytest.raises(ValueError, match=f"source_id {next(iter(keys))} has no canonical key"):
+        native.convert(rows, now_ns=2 * 10**12, source_keys=known)
+    assert native.dump() == before and native.streams == 40
