@@ -22,7 +22,7 @@ the identity (the identity bytes are kept and compared, so two streams never
 merge), applies the rule and writes the output columns. Python finally wraps those columns
 as Arrow arrays.
 """
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -1377,36 +1377,35 @@ cdef class StreamTable:
         buffers["whole"] = whole
         for name, offset, size in layout:
             buffers[name] = whole.slice(offset, size)
-        places = buffers
-        out.act = <uint8_t*>_at_place(places, "act")
-        out.start = <int64_t*>_at_place(places, "start")
-        out.temporality = <int32_t*>_at_place(places, "temporality")
-        out.vi = <int64_t*>_at_place(places, "vi")
-        out.vd = <double*>_at_place(places, "vd")
-        out.count = <uint64_t*>_at_place(places, "count")
-        out.sum = <double*>_at_place(places, "sum")
-        out.mn = <double*>_at_place(places, "mn")
-        out.mx = <double*>_at_place(places, "mx")
-        out.zero_count = <uint64_t*>_at_place(places, "zero_count")
-        out.pos_off = <int32_t*>_at_place(places, "pos_off")
-        out.neg_off = <int32_t*>_at_place(places, "neg_off")
-        out.ok_start = _at_place(places, "ok_start")
-        out.ok_temporality = _at_place(places, "ok_temporality")
-        out.ok_vi = _at_place(places, "ok_vi")
-        out.ok_vd = _at_place(places, "ok_vd")
-        out.ok_count = _at_place(places, "ok_count")
-        out.ok_sum = _at_place(places, "ok_sum")
-        out.ok_mn = _at_place(places, "ok_mn")
-        out.ok_mx = _at_place(places, "ok_mx")
-        out.ok_zero_count = _at_place(places, "ok_zero_count")
-        out.ok_pos_off = _at_place(places, "ok_pos_off")
-        out.ok_neg_off = _at_place(places, "ok_neg_off")
-        out.ok_buckets = _at_place(places, "ok_buckets")
-        out.ok_pos = _at_place(places, "ok_pos")
-        out.ok_neg = _at_place(places, "ok_neg")
-        out.buckets_offsets = <int32_t*>_at_place(places, "buckets_offsets")
-        out.pos_offsets = <int32_t*>_at_place(places, "pos_offsets")
-        out.neg_offsets = <int32_t*>_at_place(places, "neg_offsets")
+        out.act = <uint8_t*>_at_place(buffers, "act")
+        out.start = <int64_t*>_at_place(buffers, "start")
+        out.temporality = <int32_t*>_at_place(buffers, "temporality")
+        out.vi = <int64_t*>_at_place(buffers, "vi")
+        out.vd = <double*>_at_place(buffers, "vd")
+        out.count = <uint64_t*>_at_place(buffers, "count")
+        out.sum = <double*>_at_place(buffers, "sum")
+        out.mn = <double*>_at_place(buffers, "mn")
+        out.mx = <double*>_at_place(buffers, "mx")
+        out.zero_count = <uint64_t*>_at_place(buffers, "zero_count")
+        out.pos_off = <int32_t*>_at_place(buffers, "pos_off")
+        out.neg_off = <int32_t*>_at_place(buffers, "neg_off")
+        out.ok_start = _at_place(buffers, "ok_start")
+        out.ok_temporality = _at_place(buffers, "ok_temporality")
+        out.ok_vi = _at_place(buffers, "ok_vi")
+        out.ok_vd = _at_place(buffers, "ok_vd")
+        out.ok_count = _at_place(buffers, "ok_count")
+        out.ok_sum = _at_place(buffers, "ok_sum")
+        out.ok_mn = _at_place(buffers, "ok_mn")
+        out.ok_mx = _at_place(buffers, "ok_mx")
+        out.ok_zero_count = _at_place(buffers, "ok_zero_count")
+        out.ok_pos_off = _at_place(buffers, "ok_pos_off")
+        out.ok_neg_off = _at_place(buffers, "ok_neg_off")
+        out.ok_buckets = _at_place(buffers, "ok_buckets")
+        out.ok_pos = _at_place(buffers, "ok_pos")
+        out.ok_neg = _at_place(buffers, "ok_neg")
+        out.buckets_offsets = <int32_t*>_at_place(buffers, "buckets_offsets")
+        out.pos_offsets = <int32_t*>_at_place(buffers, "pos_offsets")
+        out.neg_offsets = <int32_t*>_at_place(buffers, "neg_offsets")
         return 0
 
     cdef object _wrap(self, batch, int64_t rows, Out* out, dict buffers):
@@ -1685,7 +1684,7 @@ cdef class StreamTable:
 
 
 cdef class _Owned:
-    """Owns (frees) the memory of a vector handed to Arrow without a copy."""
+    """Owns (frees) memory handed to Arrow without a copy (an output list, a dump)."""
     cdef void* data
 
     def __dealloc__(self):
