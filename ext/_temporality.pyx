@@ -158,6 +158,8 @@ cdef struct Batch:            # the input columns
     int32_t* source_index     # each row's source (an index of src_key), found by _index_sources
     const uint8_t** attr_id   # a row's precomputed attribute identity (attributes_other), or NULL
     int64_t* attr_len
+    void* scratch             # the block of source_index, attr_id and attr_len (a spare's)
+    int64_t scratch_cap
 
 cdef struct Entry:            # one map attribute, while its identity is built
     const uint8_t* key
@@ -785,6 +787,7 @@ cdef class StreamTable:
     cdef int64_t prev_s       # the stream of the last row looked up in this run, or -1
     cdef uint64_t next_serial # the number of the next new stream
     cdef object by_serial     # while loading saved changes: {serial: stream index}, else None
+    cdef int64_t dump_size, changes_size  # the last dump's and change's sizes: the next's first block
 
     def __cinit__(self):
         self.free_head = self.lru_head = self.lru_tail = self.prev_s = self.key_src = -1
@@ -1271,8 +1274,8 @@ cdef class StreamTable:
             self._gather(batch, source_keys, attributes_identity, &x, keep_alive)
             self._allocate(rows, &out, buffers)
             # the output lists are about as long as the input's (a growth is a copy)
-            if (_reserve(&out.buckets, x.buckets.child_len) < 0 or _reserve(&out.pos, x.pos.child_len) < 0
-                    or _reserve(&out.neg, x.neg.child_len) < 0):
+            if (_reserve_spare(&out.buckets, x.buckets.child_len) < 0 or _reserve_spare(&out.pos, x.pos.child_len) < 0
+                    or _reserve_spare(&out.neg, x.neg.child_len) < 0):
                 raise MemoryError()
             with nogil:
                 r = self._run(&x, &st, &counts, &out)
@@ -1284,12 +1287,10 @@ cdef class StreamTable:
         finally:
             free(x.src_key)
             free(x.src_len)
-            free(x.source_index)
-            free(x.attr_id)
-            free(x.attr_len)
-            free(out.buckets.data)
-            free(out.pos.data)
-            free(out.neg.data)
+            _give_back(x.scratch, x.scratch_cap)
+            _give_back(out.buckets.data, out.buckets.cap * sizeof(uint64_t))
+            _give_back(out.pos.data, out.pos.cap * sizeof(uint64_t))
+            _give_back(out.neg.data, out.neg.cap * sizeof(uint64_t))
         return result, (counts.converted, counts.passed, counts.over_limit, counts.baseline, counts.old,
                         counts.overlap)
 
@@ -1303,12 +1304,12 @@ cdef class StreamTable:
         x.nsources = len(ids)
         x.src_key = <const uint8_t**>malloc((x.nsources + 1) * sizeof(uint8_t*))
         x.src_len = <int64_t*>malloc((x.nsources + 1) * sizeof(int64_t))
-        x.attr_id = <const uint8_t**>malloc(rows * sizeof(uint8_t*))
-        x.attr_len = <int64_t*>malloc(rows * sizeof(int64_t))
-        x.source_index = <int32_t*>malloc(rows * sizeof(int32_t))
-        if (x.src_key == NULL or x.src_len == NULL or x.attr_id == NULL or x.attr_len == NULL
-                or x.source_index == NULL):
+        x.scratch = _take(rows * (sizeof(uint8_t*) + sizeof(int64_t) + sizeof(int32_t)), &x.scratch_cap)
+        if x.src_key == NULL or x.src_len == NULL or x.scratch == NULL:
             raise MemoryError()
+        x.attr_id = <const uint8_t**>x.scratch  # (8-byte widths first: each part stays aligned)
+        x.attr_len = <int64_t*>(<uint8_t*>x.scratch + rows * sizeof(uint8_t*))
+        x.source_index = <int32_t*>(<uint8_t*>x.scratch + rows * (sizeof(uint8_t*) + sizeof(int64_t)))
         _fixed(&x.source_id, column("source_id"), rows)
         if x.source_id.valid != NULL:
             raise ValueError("a metric row without a source_id")
@@ -1364,16 +1365,20 @@ cdef class StreamTable:
         return 0
 
     cdef int _allocate(self, int64_t rows, Out* out, dict buffers) except -1:
-        """The output columns, in one buffer from Arrow's memory pool (handed to Arrow without
-        a copy; not zeroed: _run writes every row of every column). buffers: name -> its
-        slice, and "whole" -> the buffer."""
+        """The output columns, in one block (a spare's, handed to Arrow without a copy; not
+        zeroed: _run writes every row of every column). buffers: name -> its slice, and
+        "whole" -> the buffer."""
         cdef int64_t at = 0, size
+        cdef _Owned owner = _Owned()
         layout = []
         for name, width in _OUT_COLUMNS:
             size = (rows + 1) * width if name.endswith("_offsets") else rows * width
             layout.append((name, at, size))
             at += (size + 63) & ~63  # (64-byte aligned, as Arrow's own buffers)
-        whole = pa.allocate_buffer(max(at, 1))
+        owner.data = _take(at + 64, &owner.cap)
+        if owner.data == NULL:
+            raise MemoryError()
+        whole = pa.foreign_buffer((<uintptr_t>owner.data + 63) & ~(<uintptr_t>63), max(at, 1), base=owner)
         buffers["whole"] = whole
         for name, offset, size in layout:
             buffers[name] = whole.slice(offset, size)
@@ -1468,6 +1473,9 @@ cdef class StreamTable:
         cdef Bytes out
         cdef int64_t s = self.lru_head
         memset(&out, 0, sizeof(Bytes))
+        out.data = <uint8_t*>_take(self.dump_size, &out.cap)
+        if out.data == NULL:
+            raise MemoryError()
         try:
             if _put_u32(&out, <uint32_t>self.size) < 0:
                 raise MemoryError()
@@ -1475,9 +1483,10 @@ cdef class StreamTable:
                 if self._put_record(&out, s, 1) < 0:
                     raise MemoryError()
                 s = self.streams[s].next
+            self.dump_size = out.n
             return _handed(&out)
         finally:
-            free(out.data)
+            _give_back(out.data, out.cap)
 
     def dump_changes(self):
         """What changed since the state was last saved (the identities expired, then the
@@ -1488,6 +1497,9 @@ cdef class StreamTable:
         if self.whole:
             return None
         memset(&out, 0, sizeof(Bytes))
+        out.data = <uint8_t*>_take(self.changes_size, &out.cap)
+        if out.data == NULL:
+            raise MemoryError()
         try:
             n = self.removed.n // 8  # (the serials of the streams expired)
             if _put_u32(&out, <uint32_t>n) < 0 or _put(&out, self.removed.data, n * 8) < 0:
@@ -1506,9 +1518,10 @@ cdef class StreamTable:
                 self.streams[s].persisted = 1
                 s = self.streams[s].next
             self.removed.n = 0
+            self.changes_size = out.n
             return _handed(&out)
         finally:
-            free(out.data)
+            _give_back(out.data, out.cap)
 
     cdef int _put_record(self, Bytes* out, int64_t s, bint named) noexcept nogil:
         """Stream s's record; named: with its identity (else its serial alone names it)."""
@@ -1683,12 +1696,106 @@ cdef class StreamTable:
         self.whole = 0
 
 
-cdef class _Owned:
-    """Owns (frees) memory handed to Arrow without a copy (an output list, a dump)."""
+# -- spare blocks ---------------------------------------------------------------
+#
+# A conversion's large blocks (the output columns, the output lists, the scratch arrays, a
+# dump) are about as large from one call to the next. Freed to glibc, those of 4 MiB or more
+# go back to the kernel (otlpd.memory fixes the mmap threshold there) and the next call's
+# first write of each page is a page fault: in the daemon, that was most of the writer's
+# extra CPU time under delta (docs/PERFORMANCE.md, "fifth step"). So freed blocks of
+# SPARE_MIN bytes or more are kept, SPARES of them and SPARE_BYTES in all at most, for the
+# next block of about their size. Every block is a malloc block (realloc and free take it);
+# the GIL guards the list.
+
+cdef enum:
+    SPARES = 12
+    SPARE_MIN = 64 * 1024
+    SPARE_BYTES = 64 * 1024 * 1024
+
+cdef void* _spare_data[SPARES]
+cdef int64_t _spare_cap[SPARES]
+cdef int _spares = 0
+cdef int64_t _spare_total = 0
+
+
+cdef void* _take(int64_t need, int64_t* cap) noexcept:
+    """A block of at least need bytes (its size in cap): the smallest spare that fits and is
+    at most four times as large, else a new one. NULL: no memory. Call with the GIL."""
+    global _spares, _spare_total
+    cdef int i, best = -1
     cdef void* data
+    if need < 1:
+        need = 1
+    if need >= SPARE_MIN // 4:
+        for i in range(_spares):
+            if need <= _spare_cap[i] <= 4 * need and (best < 0 or _spare_cap[i] < _spare_cap[best]):
+                best = i
+    if best < 0:
+        cap[0] = need
+        return malloc(need)
+    data = _spare_data[best]
+    cap[0] = _spare_cap[best]
+    _spare_total -= _spare_cap[best]
+    _spares -= 1
+    _spare_data[best] = _spare_data[_spares]
+    _spare_cap[best] = _spare_cap[_spares]
+    return data
+
+
+cdef void _give_back(void* data, int64_t cap) noexcept:
+    """Frees a block of cap bytes, or keeps it as a spare (replacing a smaller one when the
+    list is full). Call with the GIL."""
+    global _spares, _spare_total
+    cdef int i, smallest = 0
+    if data == NULL:
+        return
+    if cap >= SPARE_MIN and cap <= SPARE_BYTES:
+        while _spares and (_spares == SPARES or _spare_total + cap > SPARE_BYTES):
+            for i in range(_spares):
+                if _spare_cap[i] < _spare_cap[smallest]:
+                    smallest = i
+            if _spare_cap[smallest] >= cap:
+                break
+            free(_spare_data[smallest])
+            _spare_total -= _spare_cap[smallest]
+            _spares -= 1
+            _spare_data[smallest] = _spare_data[_spares]
+            _spare_cap[smallest] = _spare_cap[_spares]
+            smallest = 0
+        if _spares < SPARES and _spare_total + cap <= SPARE_BYTES:
+            _spare_data[_spares] = data
+            _spare_cap[_spares] = cap
+            _spares += 1
+            _spare_total += cap
+            return
+    free(data)
+
+
+def release_spares():
+    """Frees the spare blocks (they are kept for the next conversion); returns the bytes
+    freed."""
+    global _spares, _spare_total
+    freed = _spare_total
+    while _spares:
+        _spares -= 1
+        free(_spare_data[_spares])
+    _spare_total = 0
+    return freed
+
+
+def spare_bytes():
+    """The bytes held as spare blocks."""
+    return _spare_total
+
+
+cdef class _Owned:
+    """Owns memory handed to Arrow without a copy (the output columns, an output list, a
+    dump); gives it back when Arrow is done with it."""
+    cdef void* data
+    cdef int64_t cap
 
     def __dealloc__(self):
-        free(self.data)
+        _give_back(self.data, self.cap)
 
 
 cdef object _handed(Bytes* b):
@@ -1696,16 +1803,29 @@ cdef object _handed(Bytes* b):
     caller's free of it is a no-op)."""
     cdef _Owned owner
     if b.data == NULL or b.n == 0:
-        free(b.data)
+        _give_back(b.data, b.cap)
         b.data = NULL
         b.n = b.cap = 0
         return pa.py_buffer(b"")
     owner = _Owned()
     owner.data = b.data
+    owner.cap = b.cap
     size = b.n
     b.data = NULL
     b.n = b.cap = 0
     return pa.foreign_buffer(<uintptr_t>owner.data, size, base=owner)
+
+
+cdef int _reserve_spare(U64s* v, int64_t n) noexcept:
+    """Room for n values in the empty vector v, in a spare block when there is one."""
+    cdef int64_t cap
+    if n <= 0 or v.data != NULL:
+        return _reserve(v, n)
+    v.data = <uint64_t*>_take(n * sizeof(uint64_t), &cap)
+    if v.data == NULL:
+        return -1
+    v.cap = cap // sizeof(uint64_t)
+    return 0
 
 
 cdef object _vector(U64s* v):

@@ -192,3 +192,41 @@ def test_rows_of_many_sources_find_theirs_and_an_unknown_source_changes_nothing(
     with pytest.raises(ValueError, match=f"source_id {next(iter(keys))} has no canonical key"):
         native.convert(rows, now_ns=2 * 10**12, source_keys=known)
     assert native.dump() == before and native.streams == 40
+
+
+def test_output_blocks_are_reused_only_once_arrow_is_done_with_them():
+    """The native converter keeps the large blocks freed by one conversion (its output
+    columns, lists, scratch and dumps) for the next (ext/_temporality.pyx, "spare blocks"):
+    a block goes back only when the last Arrow buffer over it is gone, so results kept
+    across later conversions keep their values; once they are dropped, blocks are kept and
+    reused, within the bound, and release_spares frees them."""
+    from otlpd import _temporality
+    from test_temporality import histogram, sum_metric
+
+    def report(t):  # 3000 counter series and 500 histograms: blocks well over 64 KiB
+        series = [sum_metric([(1, t, t * (n + 1))], attrs=[("n", str(n))], name="c") for n in range(3000)]
+        hists = [histogram([(1, t, [t, 2 * t, n], 3.0 * t)]) for n in range(500)]
+        return request(series + hists)
+
+    options = Settings(temporality="delta", initial_value="keep")
+    native, reference = temporality.NativeConverter(options), temporality.Converter(options)
+    _temporality.release_spares()
+    kept = []
+    for t in range(10, 16):
+        message = report(t)
+        expected = _stored(reference, message, t * 1000 * S)
+        got = _stored(native, message, t * 1000 * S)
+        _same(got, expected)
+        kept.append((got, expected))
+        native.dump()
+    assert native.counters.converted_points == reference.counters.converted_points > 5 * 3000
+    for got, expected in kept:  # nothing written over by the conversions after each
+        _same(got, expected)
+    del kept, got, expected
+    held = _temporality.spare_bytes()
+    assert 0 < held <= 64 * 1024 * 1024
+    for t in range(16, 20):  # a steady state: blocks taken and given back, the spares within bounds
+        message = report(t)
+        _same(_stored(native, message, t * 1000 * S), _stored(reference, message, t * 1000 * S))
+        assert 0 < _temporality.spare_bytes() <= 64 * 1024 * 1024
+    assert _temporality.release_spares() > 0 and _temporality.spare_bytes() == 0
