@@ -22,7 +22,7 @@ from otlpd.forward.retention import RetentionGuard
 from otlpd.receiver import BindError, Intake, Receiver, build_server
 from otlpd.relay import Relay, RelayServer
 from otlpd.status import Counters, Status
-from otlpd.temporality import TemporalityControl
+from otlpd.temporality import TemporalityControl, release_spares
 from otlpd.writer import SignalWriter, WriterSettings, split_memory_bound
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,7 @@ class Daemon:
             self._relay_server.stop()
         for writer in self.writers.values():
             writer.stop()
+        release_spares()  # (the converter's, kept for a next conversion there is none of)
 
     @classmethod
     def embedded(cls, output_dir: str | Path, grpc: bool = False, **settings: Any) -> "Daemon":

@@ -918,6 +918,12 @@ def implementations() -> dict[str, type]:
     return found
 
 
+def release_spares() -> int:
+    """Frees the blocks the native converter keeps for its next conversion (at most 64 MiB,
+    docs/CONFIGURATION.md "Allocators"); the bytes freed. The daemon calls it when it stops."""
+    return 0 if _native is None else _native.release_spares()
+
+
 IMPLEMENTATION = "python" if pure_python_requested() or _native is None else "cython"
 DEFAULT_CONVERTER = implementations()[IMPLEMENTATION]  # what the daemon converts with
 

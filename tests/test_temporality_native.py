@@ -230,3 +230,17 @@ def test_output_blocks_are_reused_only_once_arrow_is_done_with_them():
         _same(_stored(native, message, t * 1000 * S), _stored(reference, message, t * 1000 * S))
         assert 0 < _temporality.spare_bytes() <= 64 * 1024 * 1024
     assert _temporality.release_spares() > 0 and _temporality.spare_bytes() == 0
+
+
+def test_a_daemon_stopped_frees_the_converters_spare_blocks(tmp_path):
+    """An application that embeds otlpd gets the converter's spare blocks back when it stops
+    the daemon."""
+    from otlpd import _temporality
+    from otlpd.daemon import Daemon
+    from test_temporality import sum_metric
+
+    message = request([sum_metric([(1, 10, n)], attrs=[("n", str(n))]) for n in range(5000)])
+    with Daemon.embedded(tmp_path / "data", **{"metrics.temporality": "delta"}):
+        _stored(temporality.NativeConverter(Settings(temporality="delta", initial_value="keep")), message, 10**12)
+        assert _temporality.spare_bytes() > 0
+    assert _temporality.spare_bytes() == 0
