@@ -1701,8 +1701,8 @@ cdef class StreamTable:
 # A conversion's large blocks (the output columns, the output lists, the scratch arrays, a
 # dump) are about as large from one call to the next. Freed to glibc, those of 4 MiB or more
 # go back to the kernel (otlpd.memory fixes the mmap threshold there) and the next call's
-# first write of each page is a page fault: in the daemon, that was most of the writer's
-# extra CPU time under delta (docs/PERFORMANCE.md, "fifth step"). So freed blocks of
+# first write of each page is a page fault: in the daemon, those were most of the writer's
+# extra page faults under delta (docs/PERFORMANCE.md, "fifth step"). So freed blocks of
 # SPARE_MIN bytes or more are kept, SPARES of them and SPARE_BYTES in all at most, for the
 # next block of about their size. Every block is a malloc block (realloc and free take it);
 # the GIL guards the list.
