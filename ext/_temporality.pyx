@@ -1718,12 +1718,21 @@ cdef int _spares = 0
 cdef int64_t _spare_total = 0
 
 
+cdef void* _unlist(int i) noexcept:
+    """Spare i, taken off the list."""
+    global _spares, _spare_total
+    cdef void* data = _spare_data[i]
+    _spare_total -= _spare_cap[i]
+    _spares -= 1
+    _spare_data[i] = _spare_data[_spares]
+    _spare_cap[i] = _spare_cap[_spares]
+    return data
+
+
 cdef void* _take(int64_t need, int64_t* cap) noexcept:
     """A block of at least need bytes (its size in cap): the smallest spare that fits and is
     at most four times as large, else a new one. NULL: no memory. Call with the GIL."""
-    global _spares, _spare_total
     cdef int i, best = -1
-    cdef void* data
     if need < 1:
         need = 1
     if need >= SPARE_MIN // 4:
@@ -1733,53 +1742,42 @@ cdef void* _take(int64_t need, int64_t* cap) noexcept:
     if best < 0:
         cap[0] = need
         return malloc(need)
-    data = _spare_data[best]
     cap[0] = _spare_cap[best]
-    _spare_total -= _spare_cap[best]
-    _spares -= 1
-    _spare_data[best] = _spare_data[_spares]
-    _spare_cap[best] = _spare_cap[_spares]
-    return data
+    return _unlist(best)
 
 
 cdef void _give_back(void* data, int64_t cap) noexcept:
-    """Frees a block of cap bytes, or keeps it as a spare (replacing a smaller one when the
+    """Frees a block of cap bytes, or keeps it as a spare (in place of smaller ones when the
     list is full). Call with the GIL."""
     global _spares, _spare_total
-    cdef int i, smallest = 0
+    cdef int i, smallest
     if data == NULL:
         return
-    if cap >= SPARE_MIN and cap <= SPARE_BYTES:
-        while _spares and (_spares == SPARES or _spare_total + cap > SPARE_BYTES):
-            for i in range(_spares):
+    if SPARE_MIN <= cap <= SPARE_BYTES:
+        # (with no spares the total is 0 and cap fits: the loop ends before the list is empty)
+        while _spares == SPARES or _spare_total + cap > SPARE_BYTES:
+            smallest = 0
+            for i in range(1, _spares):
                 if _spare_cap[i] < _spare_cap[smallest]:
                     smallest = i
             if _spare_cap[smallest] >= cap:
-                break
-            free(_spare_data[smallest])
-            _spare_total -= _spare_cap[smallest]
-            _spares -= 1
-            _spare_data[smallest] = _spare_data[_spares]
-            _spare_cap[smallest] = _spare_cap[_spares]
-            smallest = 0
-        if _spares < SPARES and _spare_total + cap <= SPARE_BYTES:
-            _spare_data[_spares] = data
-            _spare_cap[_spares] = cap
-            _spares += 1
-            _spare_total += cap
-            return
+                free(data)
+                return
+            free(_unlist(smallest))
+        _spare_data[_spares] = data
+        _spare_cap[_spares] = cap
+        _spares += 1
+        _spare_total += cap
+        return
     free(data)
 
 
 def release_spares():
     """Frees the spare blocks (they are kept for the next conversion); returns the bytes
     freed."""
-    global _spares, _spare_total
     freed = _spare_total
     while _spares:
-        _spares -= 1
-        free(_spare_data[_spares])
-    _spare_total = 0
+        free(_unlist(_spares - 1))
     return freed
 
 
@@ -1800,7 +1798,7 @@ cdef class _Owned:
 
 cdef object _handed(Bytes* b):
     """b's bytes as a pyarrow Buffer that owns them, without a copy (b is left empty: the
-    caller's free of it is a no-op)."""
+    caller's _give_back of it is a no-op)."""
     cdef _Owned owner
     if b.data == NULL or b.n == 0:
         _give_back(b.data, b.cap)
