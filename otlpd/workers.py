@@ -272,14 +272,17 @@ class _TemporalityOfFirstWorker:
 
 
 def _merge(snapshots: list[dict]) -> dict:
-    """Sum numbers leaf by leaf; other leaves become the list of each worker's value."""
+    """Sum numbers leaf by leaf; other leaves become the list of each worker's value. A key
+    some workers lack (a counter that starts at its first event: a worker that received no
+    request has no ``requests``) merges over those that have it."""
     merged: dict = {}
-    for key in snapshots[0] if snapshots else ():
+    for key in dict.fromkeys(key for snap in snapshots for key in snap):
         values = [snap.get(key) for snap in snapshots]
-        if all(isinstance(value, dict) for value in values):
-            merged[key] = _merge(values)
-        elif all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
-            merged[key] = sum(values)
+        present = [snap[key] for snap in snapshots if key in snap]
+        if all(isinstance(value, dict) for value in present):
+            merged[key] = _merge(present)
+        elif all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present):
+            merged[key] = sum(present)
         else:
             merged[key] = values
     return merged

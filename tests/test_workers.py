@@ -126,3 +126,17 @@ def test_every_workers_metrics_reach_one_converter(tmp_path):
                row["aggregation_temporality"]) for row in rows]
     assert stored == [(0, 10, 5, DELTA)] + [(10 * (i - 1), 10 * i, 5, DELTA) for i in range(2, 21)] + [
         (200, 210 + 10 * i, i + 1, 2) for i in range(10)]
+
+
+def test_worker_snapshots_merge_over_the_workers_that_have_a_counter():
+    """A worker that received no request has no ``requests`` counter yet (counters start at
+    their first event): the merged status sums those that have it, whichever worker does."""
+    from otlpd.workers import _merge
+
+    w1 = {"traces": {"receiver": {"requests": 12, "request_bytes": 900}, "state": "ok"}}
+    w2 = {"traces": {"receiver": {}, "state": "ok"}, "logs": {"receiver": {"requests": 3}}}
+    merged = _merge([w1, w2])
+    assert merged["traces"]["receiver"] == {"requests": 12, "request_bytes": 900}
+    assert merged["traces"]["state"] == ["ok", "ok"]
+    assert merged["logs"]["receiver"] == {"requests": 3}
+    assert _merge([w2, w1])["traces"]["receiver"]["requests"] == 12
